@@ -1,0 +1,106 @@
+"""What every on-policy algorithm shares: the optimiser, the schedule, one gradient step.
+
+An algorithm's ``loss(batch)`` returns a dict: ``loss/*`` entries are the weighted
+terms of the objective (they carry gradients and are summed into ``loss/total``),
+everything else is a detached diagnostic (``train/approx_kl``, ``train/entropy``...).
+``update(rollout, progress_remaining)`` turns one rollout into gradient steps and
+returns the mean of every entry over those steps, ready to be logged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from rlexp.errors import require
+from rlexp.returns import explained_variance
+from rlexp.rollout import Batch, Rollout
+
+SCHEDULES = ("constant", "linear")
+
+
+class OnPolicyAlgorithm:
+    #: whether the trainer must compute GAE advantages and value targets for the rollout
+    needs_advantages: bool = True
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        learning_rate: float,
+        n_steps: int,
+        gamma: float,
+        gae_lambda: float = 1.0,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: Optional[float] = 0.5,
+        normalize_advantage: bool = True,
+        lr_schedule: str = "constant",
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+    ):
+        require(learning_rate > 0, "learning_rate", f"must be > 0, got {learning_rate}")
+        require(lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {', '.join(SCHEDULES)}, got {lr_schedule!r}")
+        require(n_steps >= 1, "n_steps", f"must be >= 1, got {n_steps}")
+        require(0 < gamma <= 1, "gamma", f"must be in (0, 1], got {gamma}")
+        require(0 <= gae_lambda <= 1, "gae_lambda", f"must be in [0, 1], got {gae_lambda}")
+        require(ent_coef >= 0, "ent_coef", f"must be >= 0, got {ent_coef}")
+        require(vf_coef >= 0, "vf_coef", f"must be >= 0, got {vf_coef}")
+        require(max_grad_norm is None or max_grad_norm > 0, "max_grad_norm", f"must be > 0 or null, got {max_grad_norm}")
+        self.policy = policy
+        self.learning_rate, self.lr_schedule = float(learning_rate), lr_schedule
+        self.n_steps, self.gamma, self.gae_lambda = int(n_steps), float(gamma), float(gae_lambda)
+        self.ent_coef, self.vf_coef = float(ent_coef), float(vf_coef)
+        self.max_grad_norm = max_grad_norm
+        self.normalize_advantage = normalize_advantage
+        make_optimizer = optimizer or (lambda params, lr: torch.optim.Adam(params, lr=lr, eps=1e-5))
+        self.optimizer = make_optimizer(policy.parameters(), lr=self.learning_rate)
+
+    # -- schedule -----------------------------------------------------------------
+    def scheduled(self, initial: float, schedule: str, progress_remaining: float) -> float:
+        """SB3's convention: progress_remaining goes from 1 (start) to 0 (end of training)."""
+        return initial * progress_remaining if schedule == "linear" else initial
+
+    def set_progress(self, progress_remaining: float) -> None:
+        lr = self.scheduled(self.learning_rate, self.lr_schedule, progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # -- what subclasses write ----------------------------------------------------
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- shared mechanics ---------------------------------------------------------
+    def normalized(self, advantages: torch.Tensor) -> torch.Tensor:
+        if not self.normalize_advantage or advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    def gradient_step(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum the ``loss/*`` terms, backpropagate, clip the gradient norm, step."""
+        total = sum(value for key, value in terms.items() if key.startswith("loss/"))
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        return {**{k: v.detach() for k, v in terms.items()}, "loss/total": total.detach(), "train/grad_norm": grad_norm}
+
+    def finish_update(self, steps: Iterable[dict[str, torch.Tensor]], batch: Batch) -> dict[str, float]:
+        """Average the per-step metrics (one host copy) and add the rollout-level ones."""
+        collected: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for step in steps:
+            for key, value in step.items():
+                collected[key].append(value)
+        keys = list(collected)
+        means = torch.stack([torch.stack(collected[k]).float().mean() for k in keys]).cpu().tolist() if keys else []
+        metrics: dict[str, Any] = dict(zip(keys, means))
+        metrics["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if self.needs_advantages:
+            metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
+        return metrics

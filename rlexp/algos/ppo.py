@@ -1,0 +1,88 @@
+"""Proximal Policy Optimization with the clipped surrogate objective (Schulman et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm
+from rlexp.errors import require
+from rlexp.rollout import Batch, Rollout, minibatches
+
+
+class PPO(OnPolicyAlgorithm):
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        n_epochs: int = 10,
+        clip_range: float = 0.2,
+        clip_range_schedule: str = "constant",
+        clip_range_vf: Optional[float] = None,
+        target_kl: Optional[float] = None,
+        **common,
+    ):
+        super().__init__(**common)
+        require(batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}")
+        require(n_epochs >= 1, "n_epochs", f"must be >= 1, got {n_epochs}")
+        require(clip_range > 0, "clip_range", f"must be > 0, got {clip_range}")
+        require(clip_range_schedule in SCHEDULES, "clip_range_schedule", f"must be one of {', '.join(SCHEDULES)}")
+        require(clip_range_vf is None or clip_range_vf > 0, "clip_range_vf", f"must be > 0 or null, got {clip_range_vf}")
+        require(target_kl is None or target_kl > 0, "target_kl", f"must be > 0 or null, got {target_kl}")
+        self.batch_size, self.n_epochs = int(batch_size), int(n_epochs)
+        self.initial_clip_range, self.clip_range_schedule = float(clip_range), clip_range_schedule
+        self.clip_range = self.initial_clip_range
+        self.clip_range_vf, self.target_kl = clip_range_vf, target_kl
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
+        advantages = self.normalized(batch.advantages)  # per minibatch, as in SB3 and CleanRL
+
+        # clipped surrogate: take the pessimistic of the unclipped and clipped objectives
+        log_ratio = log_prob - batch.log_probs
+        ratio = log_ratio.exp()
+        eps = self.clip_range
+        surrogate = torch.min(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+        policy_loss = -surrogate.mean()
+
+        # value regression on the GAE returns; optionally clipped around the old value
+        # estimate, taking the larger of the two errors (OpenAI baselines' PPO2)
+        value_error = (value - batch.returns).pow(2)
+        if self.clip_range_vf is not None:
+            clipped = batch.values + (value - batch.values).clamp(-self.clip_range_vf, self.clip_range_vf)
+            value_error = torch.max(value_error, (clipped - batch.returns).pow(2))
+        value_loss = value_error.mean()
+
+        entropy_mean = entropy.mean()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance k3 estimator of KL(old||new)
+            clip_fraction = ((ratio - 1).abs() > eps).float().mean()
+        return {
+            "loss/policy": policy_loss,
+            "loss/value": self.vf_coef * value_loss,
+            "loss/entropy": -self.ent_coef * entropy_mean,
+            "train/entropy": entropy_mean.detach(),
+            "train/approx_kl": approx_kl,
+            "train/clip_fraction": clip_fraction,
+        }
+
+    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+        self.set_progress(progress_remaining)
+        self.clip_range = self.scheduled(self.initial_clip_range, self.clip_range_schedule, progress_remaining)
+        batch = rollout.batch()
+        steps, stopped_early = [], False
+        for _ in range(self.n_epochs):
+            for minibatch in minibatches(batch, self.batch_size):
+                terms = self.loss(minibatch)
+                # SB3's early stop: skip the step once the policy has moved too far
+                if self.target_kl is not None and terms["train/approx_kl"].item() > 1.5 * self.target_kl:
+                    stopped_early = True
+                    break
+                steps.append(self.gradient_step(terms))
+            if stopped_early:
+                break
+        metrics = self.finish_update(steps, batch)
+        metrics["train/clip_range"] = self.clip_range
+        metrics["train/epochs_stopped_early"] = float(stopped_early)
+        return metrics

@@ -1,0 +1,26 @@
+"""The one error type a user should see as a single line instead of a traceback."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong.
+
+    ``key`` is the name of the offending setting relative to the object that checked
+    it (``clip_range``); whoever built that object from a config group prefixes the
+    group (``algo.clip_range``) with :meth:`under`.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+    def under(self, group: str) -> "ConfigError":
+        return ConfigError(f"{group}.{self.key}", self.message)
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError(key, message)`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(key, message)

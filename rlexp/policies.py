@@ -1,0 +1,93 @@
+"""Networks: an MLP builder with orthogonal init and the actor-critic the algorithms train."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from rlexp.distributions import make_action_head
+from rlexp.errors import ConfigError, require
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def mlp(in_features: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(in_features, size), ACTIVATIONS[activation]()]
+        in_features = size
+    return nn.Sequential(*layers)
+
+
+def orthogonal_init(module: nn.Module, gain: float) -> None:
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+
+
+class ActorCritic(nn.Module):
+    """A policy pi(a|s) and a state-value V(s), separate MLPs or one shared torso.
+
+    Orthogonal init follows the PPO implementation details everyone copies: sqrt(2)
+    for hidden layers, 0.01 for the policy output (near-uniform initial policy) and
+    1 for the value output.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        shared: bool = False,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+    ):
+        super().__init__()
+        hidden_sizes = [int(h) for h in hidden_sizes]
+        require(len(hidden_sizes) > 0 and min(hidden_sizes) >= 1, "hidden_sizes", f"must be a non-empty list of positive ints, got {hidden_sizes}")
+        require(activation in ACTIVATIONS, "activation", f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
+            raise ConfigError("env.id", f"observation space {observation_space} is not supported (1-D Box only)")
+        obs_dim = observation_space.shape[0]
+        self.shared = shared
+        self.is_continuous = isinstance(action_space, gym.spaces.Box)
+        self.actor_body = mlp(obs_dim, hidden_sizes, activation)
+        self.critic_body = self.actor_body if shared else mlp(obs_dim, hidden_sizes, activation)
+        self.action_head = make_action_head(action_space, hidden_sizes[-1], log_std_init)
+        self.value_head = nn.Linear(hidden_sizes[-1], 1)
+        if ortho_init:
+            orthogonal_init(self.actor_body, math.sqrt(2))
+            orthogonal_init(self.critic_body, math.sqrt(2))
+            orthogonal_init(self.action_head.output_layer, 0.01)
+            orthogonal_init(self.value_head, 1.0)
+
+    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        actor = self.actor_body(obs)
+        critic = actor if self.shared else self.critic_body(obs)
+        return actor, critic
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.critic_body(obs)).squeeze(-1)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample actions for a batch of observations: (action, log_prob, value)."""
+        actor, critic = self._features(obs)
+        dist = self.action_head(actor)
+        action = dist.sample()
+        return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log_prob, entropy, value) of given actions under the current parameters."""
+        actor, critic = self._features(obs)
+        dist = self.action_head(actor)
+        return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), self.value_head(critic).squeeze(-1)
+
+    def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        dist = self.action_head(self.actor_body(obs))
+        return self.action_head.mode(dist) if deterministic else dist.sample()

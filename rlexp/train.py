@@ -1,0 +1,87 @@
+"""Entry point: ``rlexp-train [overrides]`` or ``python -m rlexp.train [overrides]``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import rlexp.config  # noqa: F401  (registers the structured-config schemas)
+from rlexp.errors import ConfigError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
+def run(cfg: DictConfig) -> float:
+    """One training run. Returns the final evaluation return (what a sweeper maximises)."""
+    from rlexp.trainer import Trainer  # heavy imports only once the config composed
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        trainer = Trainer(cfg, run_dir)
+    except ConfigError:
+        remove_if_empty_run(run_dir)
+        raise
+    return trainer.fit()["eval_return_mean"]
+
+
+def remove_if_empty_run(run_dir: Path) -> None:
+    """A run that failed its config checks leaves nothing behind but Hydra's own files."""
+    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra", "train.log"}
+    if not leftovers and HydraConfig.get().mode.name == "RUN":
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main() -> None:
+    """Run Hydra, turning any config or usage error into one line on stderr.
+
+    Hydra prints its own multi-line report unless HYDRA_FULL_ERROR is set, so we set
+    it for Hydra and decide here: a full traceback only when the user asked for one
+    (HYDRA_FULL_ERROR=1 or RLEXP_DEBUG=1).
+    """
+    want_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("RLEXP_DEBUG") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("rlexp-train: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the point is to catch everything once
+        if want_traceback:
+            raise
+        print(f"rlexp-train: error: {describe(error)}", file=sys.stderr)
+        print("(run with HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr) if not isinstance(error, ConfigError) else None
+        sys.exit(1)
+
+
+def describe(error: BaseException) -> str:
+    """One line saying what is wrong, naming the config key where there is one."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for e in chain:
+        if isinstance(e, ConfigError):
+            return str(e)
+        if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+            group, _, option = e.missing_cfg_file.rpartition("/")
+            options = e.options or []
+            return f"{group}={option}: no such option; choose one of: {', '.join(options)}"
+        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
+            return f"{e.full_key}: {str(e).splitlines()[0]}"
+    first = chain[0]
+    text = " ".join(line.strip() for line in str(first).splitlines() if line.strip())
+    return text or type(first).__name__
+
+
+if __name__ == "__main__":
+    main()
