@@ -42,6 +42,36 @@ class PPOSchema(AlgoSchema):
 
 
 @dataclass
+class A2CSchema(AlgoSchema):
+    """A2C takes exactly the keys every GAE-based algorithm shares."""
+
+
+@dataclass
+class MonteCarloSchema:
+    """REINFORCE and its baseline variant: no GAE (no gae_lambda), complete episodes."""
+
+    _target_: str = MISSING
+    learning_rate: float = MISSING
+    lr_schedule: str = MISSING
+    n_steps: int = MISSING
+    gamma: float = MISSING
+    ent_coef: float = MISSING
+    max_grad_norm: Optional[float] = MISSING
+    optimizer: Any = MISSING
+
+
+@dataclass
+class ReinforceSchema(MonteCarloSchema):
+    normalize_returns: bool = MISSING
+
+
+@dataclass
+class ReinforceBaselineSchema(MonteCarloSchema):
+    vf_coef: float = MISSING
+    normalize_advantage: bool = MISSING
+
+
+@dataclass
 class EnvSchema:
     _target_: str = MISSING
     id: str = MISSING
@@ -106,7 +136,13 @@ class RunSchema:
 
 
 GROUP_SCHEMAS = {
-    "algo": {"ppo": PPOSchema, "common": AlgoSchema},
+    "algo": {
+        "ppo": PPOSchema,
+        "a2c": A2CSchema,
+        "reinforce": ReinforceSchema,
+        "reinforce_baseline": ReinforceBaselineSchema,
+        "common": AlgoSchema,
+    },
     "env": {"env": EnvSchema},
     "network": {"mlp": NetworkSchema},
     "logger": {"tensorboard": TensorBoardLoggerSchema, "none": NullLoggerSchema},

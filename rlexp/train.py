@@ -25,10 +25,18 @@ def run(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         trainer = Trainer(cfg, run_dir)
-    except ConfigError:
+    except ConfigError as error:
         remove_if_empty_run(run_dir)
+        if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
+            # report here: past this point Hydra adds its own "Error executing job" line
+            print(f"rlexp-train: error: {error}", file=sys.stderr)
+            sys.exit(1)
         raise
     return trainer.fit()["eval_return_mean"]
+
+
+def traceback_requested() -> bool:
+    return os.environ.get("RLEXP_DEBUG") == "1" or os.environ.get("RLEXP_FULL_ERROR") == "1"
 
 
 def remove_if_empty_run(run_dir: Path) -> None:
@@ -45,7 +53,9 @@ def main() -> None:
     it for Hydra and decide here: a full traceback only when the user asked for one
     (HYDRA_FULL_ERROR=1 or RLEXP_DEBUG=1).
     """
-    want_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("RLEXP_DEBUG") == "1"
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["RLEXP_FULL_ERROR"] = "1"  # remembered for the job, which sees our own setting below
+    want_traceback = traceback_requested()
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         run()
@@ -56,8 +66,21 @@ def main() -> None:
         if want_traceback:
             raise
         print(f"rlexp-train: error: {describe(error)}", file=sys.stderr)
-        print("(run with HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr) if not isinstance(error, ConfigError) else None
+        if not is_user_error(error):
+            print("rlexp-train: this looks like a bug; run with HYDRA_FULL_ERROR=1 for the traceback", file=sys.stderr)
         sys.exit(1)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Bad config or command line (one line is the whole story) rather than a bug."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    while error is not None:
+        if isinstance(error, (ConfigError, HydraException, OmegaConfBaseException)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def describe(error: BaseException) -> str:

@@ -75,7 +75,10 @@ class Trainer:
 
         self.env_spec: EnvSpec = build("env", cfg.env)
         gamma = float(cfg.algo.get("gamma", 0.99))
-        self.env = self.env_spec.make(training=True, gamma=gamma)
+        try:
+            self.env = self.env_spec.make(training=True, gamma=gamma)
+        except ConfigError as e:
+            raise e.under("env") from None
         self.eval_env: Optional[gym.vector.VectorEnv] = None
         self.policy = build(
             "network", cfg.network, observation_space=self.env.single_observation_space, action_space=self.env.single_action_space

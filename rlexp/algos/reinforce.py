@@ -1,0 +1,77 @@
+"""REINFORCE (Williams 1992): the Monte Carlo policy gradient.
+
+    grad J = E[ sum_t grad log pi(a_t | s_t) * G_t ],   G_t = sum_k gamma^k r_{t+k}
+
+G_t is the discounted return of the rest of the episode as it really happened:
+nothing is bootstrapped from a value estimate. So a step can only be learnt from
+once its episode has ended; the steps of an episode still running when the rollout
+window closes are dropped rather than given an invented return. ``n_steps`` (per
+environment) must therefore be long enough to hold whole episodes: the share of
+steps that could be used is logged as ``train/finished_fraction``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlexp.algos.base import OnPolicyAlgorithm
+from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
+from rlexp.returns import discounted_returns, explained_variance, finished_mask
+from rlexp.rollout import Batch, Rollout
+
+
+class REINFORCE(OnPolicyAlgorithm):
+    needs_advantages = False  # Monte Carlo returns only: the trainer skips GAE
+    learns_value = False
+
+    def __init__(self, *, normalize_returns: bool = False, **common):
+        # the base class standardises the weight of each log-prob when its
+        # normalize_advantage flag is set; for plain REINFORCE that weight is G_t
+        super().__init__(normalize_advantage=normalize_returns, **common)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        log_prob, entropy, _ = self.policy.evaluate(batch.obs, batch.actions)
+        returns = self.normalized(batch.returns)
+        policy_loss = -(log_prob * returns).mean()
+
+        entropy_mean = entropy.mean()
+        return {
+            "loss/policy": policy_loss,
+            "loss/entropy": -self.ent_coef * entropy_mean,
+            "train/entropy": entropy_mean.detach(),
+            # KL from the same forward pass: 0 when the batch is fresh from this policy
+            "train/approx_kl": approx_kl(log_prob, batch.log_probs),
+        }
+
+    def monte_carlo_batch(self, rollout: Rollout) -> tuple[Batch, torch.Tensor]:
+        """The steps whose episode ended inside the window, with their returns G_t
+        (the batch's ``advantages`` field holds G_t too: it is REINFORCE's advantage).
+        Also returns the number of valid steps in the window."""
+        rewards, _, episode_end, valid = rollout.env_tensors()
+        returns = discounted_returns(rewards, episode_end, self.gamma)
+        # `valid` is False on Gymnasium's autoreset steps (reset observation, reward 0)
+        keep = finished_mask(episode_end) & valid
+        g = returns[keep]
+        batch = Batch(rollout.obs[keep], rollout.actions[keep], rollout.log_probs[keep], rollout.values[keep], g, g)
+        return batch, valid.sum()
+
+    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+        self.set_progress(progress_remaining)
+        batch, n_valid = self.monte_carlo_batch(rollout)
+        finished_fraction = len(batch) / max(int(n_valid), 1)
+        if len(batch) == 0:
+            # no episode ended in this window (n_steps shorter than an episode): nothing to learn from
+            return {
+                "train/skipped_update": 1.0,
+                "train/finished_fraction": 0.0,
+                "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+            }
+        step = self.gradient_step(self.loss(batch))
+        # one step per rollout: the loss's KL is 0, so log how far the step moved the policy
+        step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
+        metrics = self.finish_update([step], batch)
+        metrics["train/skipped_update"] = 0.0
+        metrics["train/finished_fraction"] = finished_fraction
+        if self.learns_value:
+            metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
+        return metrics

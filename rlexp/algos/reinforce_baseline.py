@@ -1,0 +1,41 @@
+"""REINFORCE with a learned state-value baseline (Williams 1992; Sutton & Barto 13.4).
+
+Everything is REINFORCE's (complete episodes, Monte Carlo returns, one step per
+rollout) except the loss: the log-prob of each action is weighted by G_t - V(s_t)
+instead of G_t. Subtracting a function of the state alone leaves the gradient's
+expectation unchanged (E[grad log pi(a|s)] = 0) and, with V close to E[G_t | s_t],
+shrinks its variance. V regresses on the same Monte Carlo returns.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rlexp.algos.diagnostics import approx_kl
+from rlexp.algos.reinforce import REINFORCE
+from rlexp.rollout import Batch
+
+
+class REINFORCEWithBaseline(REINFORCE):
+    learns_value = True
+
+    def __init__(self, *, normalize_advantage: bool = False, **common):
+        # here the standardised weight is G_t - V(s_t): an advantage, under SB3's name
+        super().__init__(normalize_returns=normalize_advantage, **common)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
+        # detached: the baseline only lowers the variance, the policy loss must not train it
+        advantages = self.normalized(batch.returns - value.detach())
+        policy_loss = -(log_prob * advantages).mean()
+        value_loss = F.mse_loss(value, batch.returns)
+
+        entropy_mean = entropy.mean()
+        return {
+            "loss/policy": policy_loss,
+            "loss/value": self.vf_coef * value_loss,
+            "loss/entropy": -self.ent_coef * entropy_mean,
+            "train/entropy": entropy_mean.detach(),
+            "train/approx_kl": approx_kl(log_prob, batch.log_probs),
+        }

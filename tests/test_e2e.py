@@ -1,0 +1,64 @@
+"""End to end through the CLI: PPO solves CartPole, a run leaves its files, a sweep runs."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_default_run_solves_cartpole_and_leaves_its_files(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(f"hydra.run.dir={run_dir}", "progress=false", "seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_id"] == "CartPole-v1" and summary["algo"] == "PPO"
+    assert summary["status"] == "finished"
+    assert 100_000 <= summary["steps"] <= 100_000 + 8 * 128
+    assert summary["eval_return_mean"] >= 475, summary
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
+    assert (run_dir / "checkpoints" / "best.pt").stat().st_size > 0
+    log = (run_dir / "train.log").read_text()
+    assert "eval return" in log and "done:" in log
+
+
+def test_checkpoint_loads_safely_and_holds_the_trained_policy(tmp_path):
+    from rlexp.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "run"
+    result = run_cli(f"hydra.run.dir={run_dir}", "progress=false", "total_steps=2048", "eval.every_steps=0", "logger=none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # weights_only=True
+    assert state["global_step"] == 2048
+    assert state["config"]["env"]["id"] == "CartPole-v1"
+    assert any(k.startswith("actor_body") for k in state["policy"])
+
+
+def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "seed=0,1", "algo.clip_range=0.1,0.2", "total_steps=2048", "eval.episodes=2", "progress=false",
+        "logger=none", f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        seen.add((summary["seed"], "clip_range=0.1" in overrides))
+        assert summary["steps"] == 2048
+    assert seen == {(0, True), (0, False), (1, True), (1, False)}
+
+
+@pytest.mark.parametrize("overrides", [["env=pendulum"], ["env=acrobot", "network=shared_mlp"], ["hparams=ppo_cartpole"]])
+def test_other_envs_and_networks_run(tmp_path, overrides):
+    run_dir = tmp_path / "run"
+    result = run_cli(*overrides, f"hydra.run.dir={run_dir}", "progress=false", "total_steps=3000", "eval.episodes=2", "logger=none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] >= 3000
