@@ -152,7 +152,9 @@ class Trainer:
                     with torch.inference_mode():
                         last_value = self.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
                     self.rollout.compute_gae(last_value, algo.gamma, algo.gae_lambda)
-                metrics = algo.update(self.rollout, progress_remaining=1.0 - self.global_step / (n_updates * steps_per_rollout))
+                # progress at the start of this rollout, so the last update still learns (CleanRL's choice;
+                # SB3 measures after collection and spends its last update at learning rate 0)
+                metrics = algo.update(self.rollout, progress_remaining=1.0 - self.updates / n_updates)
                 self.updates += 1
                 self.episodes += len(finished)
                 self.recent_returns.extend(r for r, _ in finished)
