@@ -1,13 +1,23 @@
-"""Checkpoints: atomic save (temporary file + rename) and safe load (weights_only)."""
+"""Checkpoints: atomic save (temporary file + rename) and safe load (weights_only).
+
+A checkpoint holds only tensors, numbers, strings and containers, so it loads with
+``torch.load(weights_only=True)`` and cannot run code when opened.
+"""
 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from rlexp.errors import ConfigError
+
+FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -16,7 +26,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -24,6 +34,43 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Tensors, numbers, strings and containers only: a checkpoint cannot run code."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint or raise ConfigError(key, ...) saying why it cannot be used."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
+    if not path.is_file():
+        raise ConfigError(key, f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, tampered or not a torch file at all
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(key, f"{path} is not a readable rlexp checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "policy" not in state:
+        raise ConfigError(key, f"{path} is not an rlexp checkpoint (format {FORMAT_VERSION})")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python_state": _python_rng(),
+        "numpy": {"keys": torch.as_tensor(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _python_rng() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python_state"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

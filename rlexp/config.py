@@ -127,6 +127,7 @@ class RunSchema:
     torch_threads: int = MISSING
     progress: bool = MISSING
     log_interval: int = MISSING
+    resume: Optional[str] = MISSING
     eval: EvalSchema = field(default_factory=EvalSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     algo: Any = MISSING

@@ -24,3 +24,7 @@ def require(condition: bool, key: str, message: str) -> None:
     """Raise ``ConfigError(key, message)`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(key, message)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a loss, gradient or parameter became NaN/Inf)."""

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 class NullLogger:
     """Logs nothing: for benchmarks and tests that do not look at curves."""
 
-    def __init__(self, run_dir: str | Path | None = None):
+    def __init__(self, run_dir: str | Path | None = None, **_: object):
         self.run_dir = run_dir
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
@@ -31,12 +31,12 @@ class NullLogger:
 
 
 class TensorBoardLogger(NullLogger):
-    def __init__(self, run_dir: str | Path, subdir: str = "tb", flush_secs: int = 10):
+    def __init__(self, run_dir: str | Path, subdir: str = "tb", flush_secs: int = 10, purge_step: int | None = None):
         super().__init__(run_dir)
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
 
         self.log_dir = Path(run_dir) / subdir
-        self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs, purge_step=purge_step)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         for tag, value in metrics.items():

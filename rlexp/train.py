@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import rlexp.config  # noqa: F401  (registers the structured-config schemas)
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, TrainingError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -32,7 +32,17 @@ def run(cfg: DictConfig) -> float:
             print(f"rlexp-train: error: {error}", file=sys.stderr)
             sys.exit(1)
         raise
-    return trainer.fit()["eval_return_mean"]
+    try:
+        summary = trainer.fit()
+    except TrainingError as error:
+        if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
+            print(f"rlexp-train: error: {error}; checkpoints/last.pt holds the last good state", file=sys.stderr)
+            sys.exit(1)
+        raise
+    if summary["status"] == "interrupted":
+        print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
+        sys.exit(128 + (trainer.stop_signal or 0))
+    return summary["eval_return_mean"]
 
 
 def traceback_requested() -> bool:
@@ -58,6 +68,7 @@ def main() -> None:
     want_traceback = traceback_requested()
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        sys.argv[1:] = resume_arguments(sys.argv[1:])
         run()
     except KeyboardInterrupt:
         print("rlexp-train: interrupted", file=sys.stderr)
@@ -77,10 +88,30 @@ def is_user_error(error: BaseException) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     while error is not None:
-        if isinstance(error, (ConfigError, HydraException, OmegaConfBaseException)):
+        if isinstance(error, (ConfigError, TrainingError, HydraException, OmegaConfBaseException)):
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """``resume=<run dir or checkpoint>``: compose from that run's own saved config (not the
+    defaults), write into the same run directory, and let the other overrides apply on top
+    (``total_steps=...`` to train longer)."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    if not values or not values[-1] or values[-1] == "null":
+        return args
+    target = Path(values[-1]).expanduser().resolve()
+    run_dir = target.parent.parent if target.is_file() else target
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not target.exists():
+        raise ConfigError("resume", f"{target} does not exist")
+    if not saved.is_file():
+        raise ConfigError("resume", f"{run_dir} is not an rlexp run directory (no .hydra/config.yaml)")
+    if "-m" in args or "--multirun" in args:
+        raise ConfigError("resume", "resume one run at a time (no -m)")
+    rest = [a for a in args if not a.startswith("resume=")]
+    return [f"--config-path={saved.parent}", "--config-name=config", f"++resume={target}", f"hydra.run.dir={run_dir}", *rest]
 
 
 def describe(error: BaseException) -> str:

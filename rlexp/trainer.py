@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Optional
 
 import gymnasium as gym
+from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
@@ -19,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rlexp.algos.base import OnPolicyAlgorithm
-from rlexp.checkpoint import save_checkpoint
+from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from rlexp.envs import EnvSpec, find_wrapper, sync_obs_normalization
-from rlexp.errors import ConfigError, require
+from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluate import evaluate_policy
 from rlexp.logger import write_json_atomic
 from rlexp.rollout import Rollout
@@ -72,6 +74,7 @@ class Trainer:
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        resume_state = load_checkpoint(cfg.resume, key="resume") if cfg.get("resume") else None
 
         self.env_spec: EnvSpec = build("env", cfg.env)
         gamma = float(cfg.algo.get("gamma", 0.99))
@@ -95,13 +98,19 @@ class Trainer:
             torch.int64 if isinstance(space, gym.spaces.Discrete) else torch.float32,
             self.device,
         )
-        self.logger = build("logger", cfg.logger, run_dir=self.run_dir)
         self.global_step = 0
         self.updates = 0
         self.episodes = 0
+        self.train_time = 0.0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.eval_history: list[tuple[int, float, float]] = []
         self.best_eval = -math.inf
+        if resume_state is not None:
+            self.load_state(resume_state)
+        # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
+        purge = {"purge_step": self.global_step + 1} if resume_state is not None and cfg.logger.get("_target_", "").endswith("TensorBoardLogger") else {}
+        self.logger = build("logger", cfg.logger, run_dir=self.run_dir, **purge)
+        self._stop_signal: Optional[int] = None
 
     def _check_batch_size(self) -> None:
         batch_size = getattr(self.algo, "batch_size", None)
@@ -133,21 +142,25 @@ class Trainer:
         cfg, algo = self.cfg, self.algo
         steps_per_rollout = algo.n_steps * self.env.num_envs
         n_updates = math.ceil(cfg.total_steps / steps_per_rollout)
-        next_eval = cfg.eval.every_steps if cfg.eval.every_steps > 0 else math.inf
+        every = cfg.eval.every_steps
+        next_eval = (self.global_step // every + 1) * every if every > 0 else math.inf
         log.info(
-            "%s on %s: %d steps (%d updates of %d) on %s; run dir %s",
-            type(algo).__name__, self.env_spec.id, n_updates * steps_per_rollout, n_updates, steps_per_rollout, self.device, self.run_dir,
+            "%s on %s: %d steps (%d updates of %d) on %s%s; run dir %s",
+            type(algo).__name__, self.env_spec.id, n_updates * steps_per_rollout, n_updates, steps_per_rollout, self.device,
+            f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir,
         )
-        obs, _ = self.env.reset(seed=cfg.seed)
+        # fresh episodes on resume: the environments' internal state is not checkpointed
+        obs, _ = self.env.reset(seed=cfg.seed + self.updates)
         ended = np.zeros(self.env.num_envs, dtype=bool)
-        bar = tqdm(total=n_updates * steps_per_rollout, unit="step", disable=None if cfg.progress else True, dynamic_ncols=True)
-        start = time.perf_counter()
-        eval_time = 0.0
+        bar = tqdm(total=n_updates * steps_per_rollout, initial=self.global_step, unit="step", disable=None if cfg.progress else True, dynamic_ncols=True)
         status = "finished"
+        start, train_time_before, eval_time = time.perf_counter(), self.train_time, 0.0
+        previous_handlers = self._catch_stop_signals()
         try:
-            for _ in range(n_updates):
+            while self.updates < n_updates:
                 obs, ended, finished = self.collect(obs, ended)
                 self.global_step += steps_per_rollout
+                self._check_finite_rewards()
                 if algo.needs_advantages:
                     with torch.inference_mode():
                         last_value = self.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
@@ -155,11 +168,12 @@ class Trainer:
                 # progress at the start of this rollout, so the last update still learns (CleanRL's choice;
                 # SB3 measures after collection and spends its last update at learning rate 0)
                 metrics = algo.update(self.rollout, progress_remaining=1.0 - self.updates / n_updates)
+                self._check_finite_parameters(metrics)
                 self.updates += 1
                 self.episodes += len(finished)
                 self.recent_returns.extend(r for r, _ in finished)
-                train_time = time.perf_counter() - start - eval_time
-                sps = self.global_step / max(train_time, 1e-9)
+                self.train_time = train_time_before + time.perf_counter() - start - eval_time
+                sps = self.global_step / max(self.train_time, 1e-9)
                 if finished:
                     metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
                     metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
@@ -172,28 +186,84 @@ class Trainer:
                     eval_start = time.perf_counter()
                     self.evaluate_and_log()
                     eval_time += time.perf_counter() - eval_start
-                    next_eval += cfg.eval.every_steps
+                    next_eval += every
                 if cfg.checkpoint.every_updates > 0 and self.updates % cfg.checkpoint.every_updates == 0:
                     self.save("last.pt")
-        except KeyboardInterrupt:
-            status = "interrupted"
-            log.warning("interrupted at step %d; saving checkpoints/last.pt", self.global_step)
+                if self._stop_signal is not None:
+                    status = "interrupted"
+                    break
+        except TrainingError as error:
+            # last.pt keeps the last good state: nothing from the diverged update is saved
+            bar.close()
+            self._finish("failed", error=str(error))
+            raise
         finally:
             bar.close()
-        train_time = time.perf_counter() - start - eval_time
+            self._restore_signals(previous_handlers)
         if status == "finished" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
             self.evaluate_and_log()
         self.save("last.pt")
-        summary = self.summary(status, train_time)
-        write_json_atomic(self.run_dir / "summary.json", summary)
-        self.close()
-        log.info(
-            "done: %d steps in %.1fs (%.0f SPS); eval return %.1f +/- %.1f",
-            self.global_step, train_time, summary["sps"], summary["eval_return_mean"], summary["eval_return_std"],
-        )
+        summary = self._finish(status)
+        if status == "interrupted":
+            log.warning("stopped by %s at step %d; checkpoints/last.pt saved", signal.Signals(self._stop_signal).name, self.global_step)
+        else:
+            log.info(
+                "done: %d steps in %.1fs (%.0f SPS); eval return %.1f +/- %.1f",
+                self.global_step, self.train_time, summary["sps"], summary["eval_return_mean"], summary["eval_return_std"],
+            )
         return summary
 
-    # -- evaluation, checkpoints, summary ------------------------------------------
+    def _finish(self, status: str, error: Optional[str] = None) -> dict[str, Any]:
+        summary = self.summary(status)
+        if error:
+            summary["error"] = error
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        self.close()
+        return summary
+
+    # -- stopping cleanly ---------------------------------------------------------
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """SIGINT/SIGTERM finish the current update, then save and stop; a second one aborts."""
+
+        def stop(signum, frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            log.warning("%s received: stopping after this update (send again to abort)", signal.Signals(signum).name)
+
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, stop)
+        except ValueError:  # not the main thread (e.g. some launchers): keep default handling
+            pass
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def stop_signal(self) -> Optional[int]:
+        return self._stop_signal
+
+    # -- divergence ---------------------------------------------------------------
+    def _check_finite_rewards(self) -> None:
+        rewards = self.rollout.rewards_np
+        if not np.isfinite(rewards).all():
+            raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
+
+    def _check_finite_parameters(self, metrics: dict[str, float]) -> None:
+        """Once per update (not per minibatch: no extra device syncs in the inner loop)."""
+        for key, value in metrics.items():
+            if (key.startswith("loss/") or key == "train/grad_norm") and not math.isfinite(value):
+                raise TrainingError(f"{key} is {value} in the update at step {self.global_step}")
+        for name, param in self.policy.named_parameters():
+            if not torch.isfinite(param).all():
+                raise TrainingError(f"parameter {name} became non-finite at step {self.global_step}")
+
+    # -- evaluation ---------------------------------------------------------------
     def evaluate(self) -> np.ndarray:
         episodes = self.cfg.eval.episodes
         if self.eval_env is None:
@@ -216,30 +286,51 @@ class Trainer:
             self.best_eval = mean
             self.save("best.pt")
 
+    # -- checkpoints ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        from gymnasium.wrappers.vector import NormalizeObservation
-
-        norm = find_wrapper(self.env, NormalizeObservation)
-        obs_rms = None
-        if norm is not None:
-            obs_rms = {
-                "mean": torch.as_tensor(norm.obs_rms.mean),
-                "var": torch.as_tensor(norm.obs_rms.var),
-                "count": float(norm.obs_rms.count),
-            }
+        obs_norm, reward_norm = find_wrapper(self.env, NormalizeObservation), find_wrapper(self.env, NormalizeReward)
         return {
             "policy": self.policy.state_dict(),
             "optimizer": self.algo.optimizer.state_dict(),
             "global_step": self.global_step,
             "updates": self.updates,
-            "obs_rms": obs_rms,
+            "episodes": self.episodes,
+            "train_time": self.train_time,
+            "recent_returns": list(self.recent_returns),
+            "eval_history": [list(e) for e in self.eval_history],
+            "best_eval": self.best_eval,
+            "obs_rms": rms_state(obs_norm.obs_rms) if obs_norm is not None else None,
+            "return_rms": rms_state(reward_norm.return_rms) if reward_norm is not None else None,
+            "rng": rng_state(),
+            "spaces": spaces_signature(self.env),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue a run from its checkpoint; refuse one trained on other spaces or shapes."""
+        if state.get("spaces") != spaces_signature(self.env):
+            raise ConfigError("resume", f"checkpoint was trained on {state.get('spaces')}, this config gives {spaces_signature(self.env)}")
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.algo.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError("resume", f"checkpoint does not fit this network/optimizer config ({first[:200]})") from None
+        self.global_step, self.updates, self.episodes = state["global_step"], state["updates"], state["episodes"]
+        self.train_time = state["train_time"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.eval_history = [tuple(e) for e in state["eval_history"]]
+        self.best_eval = state["best_eval"]
+        for wrapper_cls, key, attr in ((NormalizeObservation, "obs_rms", "obs_rms"), (NormalizeReward, "return_rms", "return_rms")):
+            wrapper = find_wrapper(self.env, wrapper_cls)
+            if wrapper is not None and state.get(key) is not None:
+                load_rms(getattr(wrapper, attr), state[key])
+        restore_rng_state(state["rng"])
 
     def save(self, name: str) -> None:
         save_checkpoint(self.run_dir / "checkpoints" / name, self.state())
 
-    def summary(self, status: str, train_time: float) -> dict[str, Any]:
+    def summary(self, status: str) -> dict[str, Any]:
         last = self.eval_history[-1] if self.eval_history else (self.global_step, float("nan"), float("nan"))
         return {
             "status": status,
@@ -249,8 +340,8 @@ class Trainer:
             "device": str(self.device),
             "steps": self.global_step,
             "updates": self.updates,
-            "train_time_s": round(train_time, 3),
-            "sps": self.global_step / max(train_time, 1e-9),
+            "train_time_s": round(self.train_time, 3),
+            "sps": self.global_step / max(self.train_time, 1e-9),
             "episodes": self.episodes,
             "rolling_return": float(np.mean(self.recent_returns)) if self.recent_returns else None,
             "eval_return_mean": last[1],
@@ -264,3 +355,17 @@ class Trainer:
         self.env.close()
         if self.eval_env is not None:
             self.eval_env.close()
+
+
+def rms_state(rms: Any) -> dict[str, Any]:
+    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+
+
+def load_rms(rms: Any, state: dict[str, Any]) -> None:
+    rms.mean = state["mean"].numpy().astype(rms.mean.dtype if hasattr(rms.mean, "dtype") else np.float64)
+    rms.var = state["var"].numpy().astype(rms.var.dtype if hasattr(rms.var, "dtype") else np.float64)
+    rms.count = state["count"]
+
+
+def spaces_signature(env: gym.vector.VectorEnv) -> str:
+    return f"obs {env.single_observation_space}, actions {env.single_action_space}"
