@@ -9,6 +9,7 @@ reward 0. The trainer marks that following step invalid (see rlexp.rollout).
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -72,6 +73,13 @@ class EnvSpec:
 
 
 def check_env_id(env_id: str) -> None:
+    if ":" in env_id:  # "package.module:Env-v0": importing the module registers the env
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError("id", f"cannot import {module!r} for {env_id!r}: {e}") from None
+        env_id = name
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
@@ -80,7 +88,7 @@ def check_env_id(env_id: str) -> None:
 
 
 def missing_extra_hint(env_id: str, error: Exception) -> str:
-    entry = str(gym.registry[env_id].entry_point)
+    entry = str(gym.registry[env_id.rpartition(":")[2]].entry_point)
     for module, extra in EXTRAS.items():
         if module in entry:
             return f'install it with: pip install "rlexp[{extra}]"'

@@ -1,10 +1,17 @@
-"""Deterministic evaluation of a policy on its own environment instances."""
+"""Deterministic evaluation of a policy on its own environment instances, and ``rlexp-eval``."""
 
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers.vector import NormalizeObservation
+
+from rlexp.errors import ConfigError, require
 
 
 @torch.inference_mode()
@@ -33,3 +40,120 @@ def evaluate_policy(
             first = info["_episode"] & np.isnan(returns)
             returns[first] = info["episode"]["r"][first]
     return returns
+
+
+# -- rlexp-eval: load a trained run and watch it ------------------------------------
+
+USAGE = "usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] [checkpoint=last|best] [seed=0] [device=cpu]"
+
+
+@dataclass
+class EvalArgs:
+    episodes: int = 10
+    deterministic: bool = True
+    video: bool = False
+    video_episodes: int = 1
+    checkpoint: str = "last"  # which file of a run directory: last or best
+    seed: int = 0
+    device: str = "cpu"
+
+
+def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not argv or argv[0] in ("-h", "--help") or "=" in argv[0]:
+        raise ConfigError("usage", USAGE)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist(argv[1:]))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "arguments"
+        raise ConfigError(key, str(e).splitlines()[0]) from None
+    args = EvalArgs(**OmegaConf.to_container(merged))
+    require(args.episodes >= 1, "episodes", f"must be >= 1, got {args.episodes}")
+    require(args.video_episodes >= 1, "video_episodes", f"must be >= 1, got {args.video_episodes}")
+    require(args.checkpoint in ("last", "best"), "checkpoint", f"must be last or best, got {args.checkpoint!r}")
+    return Path(argv[0]).expanduser(), args
+
+
+def checkpoint_file(target: Path, which: str) -> Path:
+    if target.is_dir():
+        return target / "checkpoints" / f"{which}.pt" if (target / "checkpoints").is_dir() else target / f"{which}.pt"
+    return target
+
+
+def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None):
+    """(policy, env, config) rebuilt from a checkpoint's own config and weights."""
+    from omegaconf import OmegaConf
+
+    from rlexp.builders import build
+    from rlexp.checkpoint import load_checkpoint
+    from rlexp.envs import find_wrapper
+
+    state = load_checkpoint(path, key="checkpoint")
+    cfg = OmegaConf.create(state["config"])
+    spec = build("env", cfg.env)
+    if render_mode:
+        spec.make_kwargs["render_mode"] = render_mode
+    env = spec.make(num_envs=num_envs, training=False)
+    policy = build("network", cfg.network, observation_space=env.single_observation_space, action_space=env.single_action_space)
+    try:
+        policy.load_state_dict(state["policy"])
+    except RuntimeError as e:
+        raise ConfigError("checkpoint", f"{path}: weights do not fit its own network config ({str(e).splitlines()[0][:200]})") from None
+    norm = find_wrapper(env, NormalizeObservation)
+    if norm is not None and state.get("obs_rms") is not None:
+        norm.obs_rms.mean = state["obs_rms"]["mean"].numpy()
+        norm.obs_rms.var = state["obs_rms"]["var"].numpy()
+        norm.obs_rms.count = state["obs_rms"]["count"]
+    return policy.to(device).eval(), env, cfg
+
+
+def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: Path) -> list[Path]:
+    """Play ``video_episodes`` episodes in one env through gymnasium's RecordVideo."""
+    from gymnasium.wrappers.vector import RecordVideo
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rendering needs no screen
+    try:
+        policy, env, _ = load_trained(path, device, num_envs=1, render_mode="rgb_array")
+        env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, name_prefix="eval")
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError("video", f"video needs extra packages: pip install \"rlexp[video]\" ({str(e).splitlines()[0]})") from None
+    before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
+    obs, _ = env.reset(seed=args.seed)
+    finished = 0
+    with torch.inference_mode():
+        while finished < args.video_episodes:
+            action = policy.predict(torch.as_tensor(obs, dtype=torch.float32, device=device), args.deterministic)
+            obs, _, terminated, truncated, _ = env.step(action.cpu().numpy())
+            finished += int((terminated | truncated).sum())
+    env.close()
+    return sorted(set(video_dir.glob("*.mp4")) - before)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from rlexp.builders import resolve_device
+
+    try:
+        target, args = parse_args(sys.argv[1:] if argv is None else argv)
+        path = checkpoint_file(target, args.checkpoint)
+        torch.set_num_threads(1)
+        device = resolve_device(args.device)
+        policy, env, cfg = load_trained(path, device, num_envs=args.episodes)
+        returns = evaluate_policy(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
+        env.close()
+        kind = "deterministic" if args.deterministic else "stochastic"
+        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {args.episodes} {kind} episodes ({path})")
+        if args.video:
+            run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+            for video in record_videos(path, args, device, run_dir / "videos"):
+                print(f"video: {video}")
+    except ConfigError as error:
+        print(f"rlexp-eval: error: {error}", file=sys.stderr)
+        sys.exit(2 if error.key == "usage" else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,12 +15,11 @@ import gymnasium as gym
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rlexp.algos.base import OnPolicyAlgorithm
+from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from rlexp.envs import EnvSpec, find_wrapper, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
@@ -29,32 +28,6 @@ from rlexp.logger import write_json_atomic
 from rlexp.rollout import Rollout
 
 log = logging.getLogger("rlexp")
-
-
-def build(group: str, node: DictConfig, **runtime: Any) -> Any:
-    """instantiate(cfg.<group>, **runtime objects) with errors that name the config key."""
-    try:
-        return instantiate(node, _convert_="all", **runtime)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, ConfigError):
-            raise cause.under(group) from None
-        if isinstance(cause, TypeError):
-            raise ConfigError(group, f"{node.get('_target_')} rejected the config: {cause}") from None
-        raise ConfigError(group, str(e).splitlines()[0]) from None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError("device", f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        require(torch.cuda.is_available(), "device", f"{name} requested but CUDA is not available here; use device=cpu or device=auto")
-        require(device.index is None or device.index < torch.cuda.device_count(), "device", f"{name}: only {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import group_options
 from rlexp.errors import ConfigError
-from rlexp.trainer import build
+from rlexp.builders import build
 
 ALGOS, ENVS, NETWORKS = group_options("algo"), group_options("env"), group_options("network")
 
