@@ -86,9 +86,10 @@ def is_user_error(error: BaseException) -> bool:
     """Bad config or command line (one line is the whole story) rather than a bug."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
 
     while error is not None:
-        if isinstance(error, (ConfigError, TrainingError, HydraException, OmegaConfBaseException)):
+        if isinstance(error, (ConfigError, TrainingError, HydraException, OmegaConfBaseException, YAMLError)):
             return True
         error = error.__cause__ or error.__context__
     return False

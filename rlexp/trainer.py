@@ -140,7 +140,10 @@ class Trainer:
                     self.rollout.compute_gae(last_value, algo.gamma, algo.gae_lambda)
                 # progress at the start of this rollout, so the last update still learns (CleanRL's choice;
                 # SB3 measures after collection and spends its last update at learning rate 0)
-                metrics = algo.update(self.rollout, progress_remaining=1.0 - self.updates / n_updates)
+                try:
+                    metrics = algo.update(self.rollout, progress_remaining=1.0 - self.updates / n_updates)
+                except TrainingError as error:
+                    raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
                 self._check_finite_parameters(metrics)
                 self.updates += 1
                 self.episodes += len(finished)

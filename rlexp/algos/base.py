@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
-from rlexp.errors import require
+from rlexp.errors import TrainingError, require
 from rlexp.returns import explained_variance
 from rlexp.rollout import Batch, Rollout
 
@@ -88,6 +88,9 @@ class OnPolicyAlgorithm:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        # one host sync per step buys an error that names the culprit before any weight changes
+        if not bool(torch.isfinite(total) & torch.isfinite(grad_norm)):
+            raise TrainingError(non_finite_report(terms, grad_norm))
         self.optimizer.step()
         return {**{k: v.detach() for k, v in terms.items()}, "loss/total": total.detach(), "train/grad_norm": grad_norm}
 
@@ -104,3 +107,8 @@ class OnPolicyAlgorithm:
         if self.needs_advantages:
             metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         return metrics
+
+
+def non_finite_report(terms: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> str:
+    bad = [f"{key} is {value.item()}" for key, value in terms.items() if key.startswith("loss/") and not torch.isfinite(value)]
+    return ", ".join(bad) if bad else f"train/grad_norm is {grad_norm.item()}"
