@@ -92,7 +92,7 @@ class NetworkSchema:
     activation: str = MISSING
     shared: bool = MISSING
     ortho_init: bool = MISSING
-    log_std_init: float = MISSING
+    log_std_init: Optional[float] = MISSING
 
 
 @dataclass

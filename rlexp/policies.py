@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import gymnasium as gym
 import torch
@@ -46,7 +46,7 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         shared: bool = False,
         ortho_init: bool = True,
-        log_std_init: float = 0.0,
+        log_std_init: Optional[float] = None,
     ):
         super().__init__()
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -54,12 +54,14 @@ class ActorCritic(nn.Module):
         require(activation in ACTIVATIONS, "activation", f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
             raise ConfigError("env.id", f"observation space {observation_space} is not supported (1-D Box only)")
+        if log_std_init is not None and not isinstance(action_space, gym.spaces.Box):
+            raise ConfigError("log_std_init", f"applies to continuous (Box) action spaces only; this env's actions are {action_space}")
         obs_dim = observation_space.shape[0]
         self.shared = shared
         self.is_continuous = isinstance(action_space, gym.spaces.Box)
         self.actor_body = mlp(obs_dim, hidden_sizes, activation)
         self.critic_body = self.actor_body if shared else mlp(obs_dim, hidden_sizes, activation)
-        self.action_head = make_action_head(action_space, hidden_sizes[-1], log_std_init)
+        self.action_head = make_action_head(action_space, hidden_sizes[-1], 0.0 if log_std_init is None else log_std_init)
         self.value_head = nn.Linear(hidden_sizes[-1], 1)
         if ortho_init:
             orthogonal_init(self.actor_body, math.sqrt(2))

@@ -54,6 +54,7 @@ TRAIN_CASES = [
     (["algo.batch_size=4096"], ["algo.batch_size", "n_steps * num_envs"]),
     (["env.id=CartPoel-v1"], ["env.id", "CartPole-v1"]),          # unknown env id, close match suggested
     (["network.hidden_sizes=[]"], ["network.hidden_sizes"]),
+    (["network.log_std_init=-0.5"], ["network.log_std_init", "continuous"]),  # a continuous-only setting on CartPole
     (["device=tpu"], ["device"]),
     (["resume=/nonexistent/run"], ["resume", "does not exist"]),
     (["algo.gamma=[1"], ["[1"]),                                   # unparsable override
