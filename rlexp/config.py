@@ -125,6 +125,7 @@ class RunSchema:
     device: str = MISSING
     total_steps: int = MISSING
     torch_threads: int = MISSING
+    compile: bool = MISSING
     progress: bool = MISSING
     log_interval: int = MISSING
     resume: Optional[str] = MISSING

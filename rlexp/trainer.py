@@ -61,6 +61,9 @@ class Trainer:
         ).to(self.device)
         self.algo: OnPolicyAlgorithm = build("algo", cfg.algo, policy=self.policy)
         self._check_batch_size()
+        if cfg.compile:
+            # dynamic: minibatch sizes vary a little (autoreset steps are dropped)
+            self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
 
         space = self.env.single_action_space
         self.rollout = Rollout(
