@@ -80,6 +80,8 @@ class Trainer:
         self.train_time = 0.0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.eval_history: list[tuple[int, float, float]] = []
+        # (env steps, training seconds, mean return of the last 100 episodes) after every update
+        self.progress_history: list[tuple[int, float, float]] = []
         self.best_eval = -math.inf
         if resume_state is not None:
             self.load_state(resume_state)
@@ -153,6 +155,8 @@ class Trainer:
                 self.recent_returns.extend(r for r, _ in finished)
                 self.train_time = train_time_before + time.perf_counter() - start - eval_time
                 sps = self.global_step / max(self.train_time, 1e-9)
+                rolling = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+                self.progress_history.append((self.global_step, self.train_time, rolling))
                 if finished:
                     metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
                     metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))

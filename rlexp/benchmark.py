@@ -1,0 +1,212 @@
+"""rlexp against Stable-Baselines3 on identical settings, each run in its own process.
+
+``python scripts/benchmark.py`` alternates rlexp and SB3 (A B A B ...) over seeds so
+that drifts of a noisy machine hit both alike, pins both to the same torch thread
+count, and writes a markdown table. SB3 is only needed here (``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Case:
+    env_id: str
+    preset: str             # rlexp's conf/hparams preset with the same settings
+    threshold: float        # rolling (last 100 episodes) return that counts as solved
+    total_steps: int
+    sb3: dict[str, Any] = field(default_factory=dict)
+    normalize: bool = False
+
+
+CASES = {
+    # RL Zoo ppo.yml, CartPole-v1
+    "cartpole": Case("CartPole-v1", "ppo_cartpole", 475.0, 100_000, dict(
+        n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
+        learning_rate=("linear", 1e-3), clip_range=("linear", 0.2), ent_coef=0.0)),
+    # RL Zoo ppo.yml, Pendulum-v1, without gSDE
+    "pendulum": Case("Pendulum-v1", "ppo_pendulum", -200.0, 100_000, dict(
+        n_envs=4, n_steps=1024, batch_size=64, n_epochs=10, gamma=0.9, gae_lambda=0.95,
+        learning_rate=1e-3, clip_range=0.2, ent_coef=0.0), normalize=True),
+}
+
+
+def first_reaching(history: list[tuple[int, float, float]], threshold: float) -> tuple[float, float]:
+    """(steps, seconds) when the rolling return first reached ``threshold``; nan if never."""
+    for steps, seconds, rolling in history:
+        if not math.isnan(rolling) and rolling >= threshold:
+            return float(steps), seconds
+    return math.nan, math.nan
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# -- the two workers (each runs in a fresh process) ---------------------------------
+
+def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
+    from hydra import compose, initialize_config_dir
+
+    import rlexp.config  # noqa: F401
+    from rlexp.trainer import Trainer
+
+    overrides = [f"hparams={case.preset}", f"seed={seed}", f"torch_threads={threads}", f"total_steps={case.total_steps}",
+                 "logger=none", "progress=false", "eval.every_steps=0", f"eval.episodes={eval_episodes}",
+                 "checkpoint.every_updates=0", "device=cpu"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir)
+        summary = trainer.fit()
+    steps, seconds = first_reaching(trainer.progress_history, case.threshold)
+    return {"sps": summary["sps"], "train_time_s": summary["train_time_s"], "steps_to_threshold": steps, "time_to_threshold_s": seconds,
+            "eval_return": summary["eval_return_mean"], "steps": summary["steps"]}
+
+
+def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(threads)
+    settings = dict(case.sb3)
+    n_envs = settings.pop("n_envs")
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(settings.get(key), tuple):
+            initial = settings[key][1]
+            settings[key] = lambda progress, initial=initial: progress * initial
+    env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed)
+    if case.normalize:
+        env = VecNormalize(env, gamma=settings["gamma"])
+
+    class Rolling(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.start, self.history = time.perf_counter(), []
+
+        def _on_rollout_end(self) -> None:
+            buffer = self.model.ep_info_buffer
+            rolling = float(np.mean([e["r"] for e in buffer])) if buffer else math.nan
+            self.history.append((self.model.num_timesteps, time.perf_counter() - self.start, rolling))
+
+        def _on_step(self) -> bool:
+            return True
+
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    callback = Rolling()
+    start = time.perf_counter()
+    model.learn(total_timesteps=case.total_steps, callback=callback)
+    train_time = time.perf_counter() - start
+    eval_env = make_vec_env(case.env_id, n_envs=1, seed=seed + 10_000)
+    if case.normalize:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
+    steps, seconds = first_reaching(callback.history, case.threshold)
+    return {"sps": model.num_timesteps / train_time, "train_time_s": train_time, "steps_to_threshold": steps, "time_to_threshold_s": seconds,
+            "eval_return": float(mean), "steps": model.num_timesteps}
+
+
+def worker(lib: str, case_name: str, seed: int, threads: int, eval_episodes: int) -> None:
+    result = (run_rlexp if lib == "rlexp" else run_sb3)(CASES[case_name], seed, threads, eval_episodes)
+    result.update(lib=lib, case=case_name, seed=seed, peak_rss_mb=peak_rss_mb())
+    print("RESULT " + json.dumps(result))
+
+
+# -- the driver ----------------------------------------------------------------------
+
+def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{lib} {case} seed {seed} failed:\n{out.stderr[-3000:]}")
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "never"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def ratio(a: list[float], b: list[float]) -> str:
+    a, b = [v for v in a if not math.isnan(v)], [v for v in b if not math.isnan(v)]
+    return f"{statistics.mean(a) / statistics.mean(b):.2f}" if a and b and statistics.mean(b) else "-"
+
+
+METRICS = [("sps", "SPS"), ("train_time_s", "training wall time (s)"), ("time_to_threshold_s", "wall time to threshold (s)"),
+           ("steps_to_threshold", "steps to threshold"), ("eval_return", "final eval return"), ("peak_rss_mb", "peak RSS (MB)")]
+
+
+def table(results: list[dict[str, Any]], case: str) -> str:
+    c = CASES[case]
+    lines = [f"### {c.env_id} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
+             "| metric | rlexp | SB3 | rlexp / SB3 |", "| --- | --- | --- | --- |"]
+    for key, label in METRICS:
+        ours = [r[key] for r in results if r["case"] == case and r["lib"] == "rlexp"]
+        theirs = [r[key] for r in results if r["case"] == case and r["lib"] == "sb3"]
+        lines.append(f"| {label} | {mean_std(ours)} | {mean_std(theirs)} | {ratio(ours, theirs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import platform
+
+    parser = argparse.ArgumentParser(description="rlexp vs Stable-Baselines3 on identical settings")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=None, help="write the markdown table here too")
+    args = parser.parse_args(argv)
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        sys.exit('benchmark: error: Stable-Baselines3 is not installed: pip install -e ".[bench]"')
+    results = []
+    for case in args.cases:
+        for seed in range(args.seeds):
+            for lib in ("rlexp", "sb3"):  # alternate A B A B
+                result = run_one(lib, case, seed, args.threads, args.eval_episodes)
+                print(f"{case} seed {seed} {lib:5s}: {result['sps']:.0f} SPS, {result['train_time_s']:.1f}s, "
+                      f"eval {result['eval_return']:.1f}, threshold after {result['time_to_threshold_s']:.1f}s", flush=True)
+                results.append(result)
+    import torch
+
+    header = (f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; torch {torch.__version__}, "
+              f"SB3 {stable_baselines3.__version__}; {args.threads} torch thread(s) each; {args.seeds} seeds, A/B alternated; "
+              f"final evaluation: {args.eval_episodes} deterministic episodes.")
+    text = "\n\n".join([header] + [table(results, case) for case in args.cases]) + "\n"
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] in ("rlexp", "sb3"):
+        worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()
