@@ -68,8 +68,9 @@ def assert_within(states: torch.Tensor, low, high) -> None:
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_parity_with_gymnasium(env_id: str) -> None:
-    """Free-running comparison over 300 vector steps; where an episode ends, the
-    torch env's reset state (or a fresh broad one) is copied into both."""
+    """Free-running comparison over 300 vector steps (LOCKSTEP envs: re-synced every
+    step); where an episode ends, the torch env's reset state (or a fresh broad one) is
+    copied into both."""
     n, steps, limit = 32, 300, PARITY_LIMIT[env_id]
     rng = np.random.default_rng(0)
     ref = vw.RecordEpisodeStatistics(gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", max_episode_steps=limit))
@@ -306,6 +307,10 @@ def test_factory_errors_name_the_key() -> None:
     with pytest.raises(ConfigError) as excinfo:
         make_torch_env("CartPole-v1", 0, "cpu")
     assert excinfo.value.key == "num_envs"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError) as excinfo:
+            make_torch_env("CartPole-v1", 4, "cuda")
+        assert excinfo.value.key == "device"
 
 
 @pytest.mark.cuda
@@ -315,18 +320,23 @@ def test_runs_on_cuda(env_id: str) -> None:
     n = 1024
     env = make_torch_env(env_id, n, "cuda", seed=0, max_episode_steps=20)
     obs, _ = env.reset()
-    assert obs.device.type == "cuda"
-    cpu = make_torch_env(env_id, n, "cpu", seed=0, dtype=torch.float64, max_episode_steps=20)
-    cpu.set_state(env.state.cpu())
+    assert obs.device.type == "cuda" and env.state.device.type == "cuda"
     rng = np.random.default_rng(0)
-    for _ in range(25):
+    episodes = 0
+    for _ in range(45):  # past the time limit twice: autoresets and statistics on the device
         actions = random_actions(env_id, env.single_action_space, rng, n)
         obs, reward, term, trunc, info = env.step(torch.as_tensor(actions, device="cuda"))
         assert all(x.device.type == "cuda" for x in (obs, reward, term, trunc))
-    assert "episode" in info and info["episode"]["r"].device.type == "cuda"
+        if "episode" in info:
+            assert info["episode"]["r"].device.type == "cuda" and info["_episode"].device.type == "cuda"
+            episodes += int(info["_episode"].sum())
+    assert episodes >= n
     # one step from the same states agrees with the float64 CPU env
-    env.set_state(cpu.state.to("cuda"))
+    cpu = make_torch_env(env_id, n, "cpu", seed=0, dtype=torch.float64)
+    cpu.set_state(env.state.cpu())
+    env.set_state(env.state.clone())  # clears pending autoresets on the CUDA side too
     actions = random_actions(env_id, env.single_action_space, rng, n)
-    obs, *_ = env.step(torch.as_tensor(actions, device="cuda"))
-    cpu_obs, *_ = cpu.step(torch.as_tensor(actions))
+    obs, reward, *_ = env.step(torch.as_tensor(actions, device="cuda"))
+    cpu_obs, cpu_reward, *_ = cpu.step(torch.as_tensor(actions))
     torch.testing.assert_close(obs.cpu(), cpu_obs, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(reward.cpu().double(), cpu_reward, rtol=1e-5, atol=1e-4)

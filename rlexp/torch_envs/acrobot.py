@@ -51,7 +51,7 @@ class AcrobotTorchEnv(TorchVectorEnv):
 
     def sample_initial_state(self, n: int, options: Optional[dict[str, Any]] = None) -> torch.Tensor:
         low, high = maybe_parse_reset_bounds(options, -0.1, 0.1)
-        return uniform(self.generator, (n, 4), low, high, self.dtype)
+        return uniform(self.generator, (4, n), low, high, self.dtype)
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         torque = actions.to(self.dtype) - 1.0
@@ -59,25 +59,25 @@ class AcrobotTorchEnv(TorchVectorEnv):
             torque = torque + uniform(self.generator, torque.shape, -self.torque_noise_max, self.torque_noise_max, self.dtype)
         ns = rk4_step(lambda s: self._dsdt(s, torque), state, DT)
         next_state = torch.stack((
-            wrap(ns[:, 0], -pi, pi),
-            wrap(ns[:, 1], -pi, pi),
-            ns[:, 2].clamp(-MAX_VEL_1, MAX_VEL_1),
-            ns[:, 3].clamp(-MAX_VEL_2, MAX_VEL_2),
-        ), -1)
-        theta1, theta2 = next_state[:, 0], next_state[:, 1]
+            wrap(ns[0], -pi, pi),
+            wrap(ns[1], -pi, pi),
+            ns[2].clamp(-MAX_VEL_1, MAX_VEL_1),
+            ns[3].clamp(-MAX_VEL_2, MAX_VEL_2),
+        ))
+        theta1, theta2 = next_state[0], next_state[1]
         terminated = -torch.cos(theta1) - torch.cos(theta2 + theta1) > 1.0  # free end above the bar
         reward = terminated.to(self.dtype) - 1.0
         return next_state, reward, terminated
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        theta1, theta2, dtheta1, dtheta2 = state.unbind(-1)
+        theta1, theta2, dtheta1, dtheta2 = state
         return torch.stack((torch.cos(theta1), torch.sin(theta1), torch.cos(theta2), torch.sin(theta2), dtheta1, dtheta2), -1)
 
     def _dsdt(self, s: torch.Tensor, torque: torch.Tensor) -> torch.Tensor:
         """Time derivative of the state; the torque is held constant over the RK4 step.
         Written in Gymnasium's operation order so float64 results agree to rounding."""
         m1, m2, l1, lc1, lc2, I1, I2, g = LINK_MASS_1, LINK_MASS_2, LINK_LENGTH_1, LINK_COM_POS_1, LINK_COM_POS_2, LINK_MOI, LINK_MOI, GRAVITY
-        theta1, theta2, dtheta1, dtheta2 = s.unbind(-1)
+        theta1, theta2, dtheta1, dtheta2 = s
         sin_theta2 = torch.sin(theta2)
         cos_theta2 = torch.cos(theta2)
         d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos_theta2) + I1 + I2
@@ -95,11 +95,11 @@ class AcrobotTorchEnv(TorchVectorEnv):
         else:
             ddtheta2 = (torque + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * sin_theta2 - phi2) / (m2 * lc2**2 + I2 - d2**2 / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return torch.stack((dtheta1, dtheta2, ddtheta1, ddtheta2), -1)
+        return torch.stack((dtheta1, dtheta2, ddtheta1, ddtheta2))
 
 
 def rk4_step(derivs, y0: torch.Tensor, dt: float) -> torch.Tensor:
-    """One classical Runge-Kutta step for a batch of states ``(N, D)``."""
+    """One classical Runge-Kutta step for a batch of states (any shape ``derivs`` maps to itself)."""
     dt2 = dt / 2.0
     k1 = derivs(y0)
     k2 = derivs(y0 + dt2 * k1)

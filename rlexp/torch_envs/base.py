@@ -14,11 +14,20 @@ Semantics are those of ``gym.make_vec(id, vectorization_mode="sync")`` wrapped i
   mask of the sub-envs whose episode ended) appear only on steps where one ended.
 
 All state lives in tensors on ``device``; a step is a handful of batched tensor ops
-and never loops over sub-envs.
+and never loops over sub-envs. Internally the state is stored variables-by-envs,
+shape ``(len(state_names), num_envs)``, so that every physical quantity is one
+contiguous vector (elementwise ops on strided columns cost several times more on CPU);
+:attr:`TorchVectorEnv.state` shows it the usual way round, one row per sub-env.
+
+Observations are float32 (the observation space's dtype); state, rewards and returns
+use ``dtype``: float32 by default, float64 to compare with Gymnasium's numpy envs.
+A step reads two numbers back to the host (how many sub-envs reset, whether any
+episode ended): Gymnasium's info contract needs the second; on CUDA each is a sync.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar, Optional, Union
 
 import torch
@@ -35,7 +44,9 @@ DTypeLike = Union[str, torch.dtype]
 def resolve_torch_device(device: DeviceLike) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    require(device.type != "cuda" or torch.cuda.is_available(), "device", f"{device} requested but CUDA is not available; use cpu or auto")
+    return device
 
 
 def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
@@ -50,6 +61,11 @@ def uniform(generator: torch.Generator, shape: tuple[int, ...], low: Any, high: 
     low = torch.as_tensor(low, dtype=dtype, device=generator.device)
     high = torch.as_tensor(high, dtype=dtype, device=generator.device)
     return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
+
+
+def uniform_columns(generator: torch.Generator, n: int, low: list[float], high: list[float], dtype: torch.dtype) -> torch.Tensor:
+    """``n`` uniform draws of a state vector, shape ``(len(low), n)``: one row per variable."""
+    return uniform(generator, (len(low), n), torch.tensor(low)[:, None], torch.tensor(high)[:, None], dtype)
 
 
 class TorchVectorEnv(VectorEnv):
@@ -100,15 +116,18 @@ class TorchVectorEnv(VectorEnv):
     # -- what each env defines --------------------------------------------------------
 
     def sample_initial_state(self, n: int, options: Optional[dict[str, Any]] = None) -> torch.Tensor:
-        """``n`` initial states, shape ``(n, len(state_names))``; ``options`` as in the
+        """``n`` initial states, shape ``(len(state_names), n)``; ``options`` as in the
         Gymnasium env's ``reset(options=...)`` (autoresets pass None)."""
         raise NotImplementedError
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step for every sub-env: ``(next_state, reward, terminated)``."""
+        """One step for every sub-env: ``(next_state, reward, terminated)``; states are
+        ``(len(state_names), num_envs)``, the rest ``(num_envs,)``. Must return a new
+        tensor, not modify ``state``."""
         raise NotImplementedError
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
+        """Observations ``(num_envs, obs_dim)`` of states ``(len(state_names), num_envs)``."""
         raise NotImplementedError
 
     # -- the vector-env API -------------------------------------------------------------
@@ -117,8 +136,10 @@ class TorchVectorEnv(VectorEnv):
         """Reset every sub-env (or those in ``options["reset_mask"]``, as SyncVectorEnv
         allows). ``seed`` reseeds the one generator all sub-envs draw from."""
         if seed is not None:
-            if not isinstance(seed, int):
-                raise TypeError(f"seed must be an int (one generator serves the whole batch), got {seed!r}")
+            try:
+                seed = operator.index(seed)
+            except TypeError:
+                raise TypeError(f"seed must be an int (one generator serves the whole batch), got {seed!r}") from None
             self.generator.manual_seed(seed)
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
@@ -129,7 +150,7 @@ class TorchVectorEnv(VectorEnv):
             mask = torch.as_tensor(mask, dtype=torch.bool, device=self.device).reshape(self.num_envs)
             fresh = self.sample_initial_state(int(mask.sum()), options or None)
             self._state = self._state.clone()
-            self._state[mask] = fresh
+            self._state[:, mask] = fresh
         self._restart_episodes(mask)
         return self._observation(), {}
 
@@ -141,15 +162,17 @@ class TorchVectorEnv(VectorEnv):
         state, reward, terminated = self.dynamics(self._state, actions)
         elapsed = self.elapsed_steps + 1
         truncated = elapsed >= self.max_episode_steps
-        if bool(resetting.any()):
+        returns = self.episode_returns + reward
+        num_resetting = int(resetting.sum())  # the host needs the count to draw the states
+        if num_resetting:
             # NEXT_STEP autoreset: these sub-envs ignore their action and start over
-            state[resetting] = self.sample_initial_state(int(resetting.sum()))
+            state[:, resetting] = self.sample_initial_state(num_resetting)
+            keep = ~resetting
             reward = reward.masked_fill(resetting, 0.0)
-            terminated = terminated & ~resetting
-            truncated = truncated & ~resetting
+            terminated, truncated = terminated & keep, truncated & keep
             elapsed = elapsed.masked_fill(resetting, 0)
-        self._state, self.elapsed_steps = state, elapsed
-        self.episode_returns = (self.episode_returns + reward).masked_fill(resetting, 0.0)
+            returns = returns.masked_fill(resetting, 0.0)
+        self._state, self.elapsed_steps, self.episode_returns = state, elapsed, returns
         self.needs_reset = done = terminated | truncated
 
         infos: dict[str, Any] = {}
@@ -166,8 +189,8 @@ class TorchVectorEnv(VectorEnv):
     @property
     def state(self) -> Optional[torch.Tensor]:
         """The physical state, shape ``(num_envs, len(state_names))`` in ``dtype``; the
-        same quantities as the Gymnasium env's ``state`` attribute."""
-        return self._state
+        same quantities as the Gymnasium env's ``state`` attribute. A view: copy it to keep it."""
+        return None if self._state is None else self._state.T
 
     def set_state(self, state: Any, mask: Optional[Any] = None) -> torch.Tensor:
         """Put sub-envs in the given states as if a reset had drawn them (step counter,
@@ -179,10 +202,10 @@ class TorchVectorEnv(VectorEnv):
             raise ValueError(f"state must have shape {shape} ({', '.join(self.state_names)}), got {tuple(state.shape)}")
         if mask is None or self._state is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-            self._state = state.clone()
+            self._state = state.T.contiguous()
         else:
             mask = torch.as_tensor(mask, dtype=torch.bool, device=self.device).reshape(self.num_envs)
-            self._state = torch.where(mask[:, None], state, self._state)
+            self._state = torch.where(mask, state.T, self._state)
         self._restart_episodes(mask)
         return self._observation()
 

@@ -46,10 +46,10 @@ class CartPoleTorchEnv(TorchVectorEnv):
 
     def sample_initial_state(self, n: int, options: Optional[dict[str, Any]] = None) -> torch.Tensor:
         low, high = maybe_parse_reset_bounds(options, -0.05, 0.05)
-        return uniform(self.generator, (n, 4), low, high, self.dtype)
+        return uniform(self.generator, (4, n), low, high, self.dtype)
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, x_dot, theta, theta_dot = state.unbind(-1)
+        x, x_dot, theta, theta_dot = state
         force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(self.dtype)
         costheta, sintheta = torch.cos(theta), torch.sin(theta)
         # https://coneural.org/florian/papers/05_cart_pole.pdf; same operation order as Gymnasium
@@ -59,8 +59,8 @@ class CartPoleTorchEnv(TorchVectorEnv):
         )
         xacc = temp - POLE_MASS_LENGTH * thetaacc * costheta / TOTAL_MASS
         # explicit Euler: positions advance with the old velocities
-        next_state = torch.stack((x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc), -1)
-        x, theta = next_state[:, 0], next_state[:, 2]
+        next_state = torch.stack((x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc))
+        x, theta = next_state[0], next_state[2]
         terminated = (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
         if self.sutton_barto_reward:
             reward = -terminated.to(self.dtype)
@@ -69,4 +69,4 @@ class CartPoleTorchEnv(TorchVectorEnv):
         return next_state, reward, terminated
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        return state
+        return state.T.contiguous()

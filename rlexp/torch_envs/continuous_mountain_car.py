@@ -44,7 +44,7 @@ class MountainCarContinuousTorchEnv(TorchVectorEnv):
         return car_at_rest(self, n, options)
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        position, velocity = state.unbind(-1)
+        position, velocity = state
         force = actions.clamp(MIN_ACTION, MAX_ACTION)
         velocity = velocity + (force * POWER - 0.0025 * torch.cos(3 * position))
         velocity = velocity.clamp(-MAX_SPEED, MAX_SPEED)
@@ -52,7 +52,7 @@ class MountainCarContinuousTorchEnv(TorchVectorEnv):
         velocity = stop_at_left_wall(position, velocity)
         terminated = (position >= GOAL_POSITION) & (velocity >= self.goal_velocity)
         reward = terminated.to(self.dtype) * 100.0 - actions.square() * 0.1
-        return torch.stack((position, velocity), -1), reward, terminated
+        return torch.stack((position, velocity)), reward, terminated
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        return state
+        return state.T.contiguous()

@@ -43,23 +43,23 @@ class MountainCarTorchEnv(TorchVectorEnv):
         return car_at_rest(self, n, options)
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        position, velocity = state.unbind(-1)
+        position, velocity = state
         velocity = velocity + ((actions - 1).to(self.dtype) * FORCE + torch.cos(3 * position) * (-GRAVITY))
         velocity = velocity.clamp(-MAX_SPEED, MAX_SPEED)
         position = (position + velocity).clamp(MIN_POSITION, MAX_POSITION)
         velocity = stop_at_left_wall(position, velocity)
         terminated = (position >= GOAL_POSITION) & (velocity >= self.goal_velocity)
-        return torch.stack((position, velocity), -1), torch.full_like(position, -1.0), terminated
+        return torch.stack((position, velocity)), torch.full_like(position, -1.0), terminated
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        return state
+        return state.T.contiguous()
 
 
 def car_at_rest(env: TorchVectorEnv, n: int, options: Optional[dict[str, Any]]) -> torch.Tensor:
     """Position uniform in [-0.6, -0.4] (or options' low/high), velocity 0."""
     low, high = maybe_parse_reset_bounds(options, -0.6, -0.4)
     position = uniform(env.generator, (n,), low, high, env.dtype)
-    return torch.stack((position, torch.zeros_like(position)), -1)
+    return torch.stack((position, torch.zeros_like(position)))
 
 
 def stop_at_left_wall(position: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.classic_control.utils import verify_number_and_cast
 
-from rlexp.torch_envs.base import TorchVectorEnv, uniform
+from rlexp.torch_envs.base import TorchVectorEnv, uniform_columns
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0
@@ -47,10 +47,10 @@ class PendulumTorchEnv(TorchVectorEnv):
         options = options or {}
         x = verify_number_and_cast(options.get("x_init", DEFAULT_X))
         y = verify_number_and_cast(options.get("y_init", DEFAULT_Y))
-        return uniform(self.generator, (n, 2), [-x, -y], [x, y], self.dtype)
+        return uniform_columns(self.generator, n, [-x, -y], [x, y], self.dtype)
 
     def dynamics(self, state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        th, thdot = state.unbind(-1)
+        th, thdot = state
         g, m, l, dt = self.g, MASS, LENGTH, DT
         u = actions.clamp(-MAX_TORQUE, MAX_TORQUE)
         costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
@@ -58,10 +58,10 @@ class PendulumTorchEnv(TorchVectorEnv):
         newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED)
         newth = th + newthdot * dt  # semi-implicit: the angle moves with the new velocity
         terminated = torch.zeros_like(th, dtype=torch.bool)
-        return torch.stack((newth, newthdot), -1), -costs, terminated
+        return torch.stack((newth, newthdot)), -costs, terminated
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        theta, thetadot = state.unbind(-1)
+        theta, thetadot = state
         return torch.stack((torch.cos(theta), torch.sin(theta), thetadot), -1)
 
 
