@@ -76,6 +76,7 @@ class EnvSchema:
     _target_: str = MISSING
     id: str = MISSING
     num_envs: int = MISSING
+    backend: str = MISSING
     vectorization: str = MISSING
     normalize_obs: bool = MISSING
     normalize_reward: bool = MISSING

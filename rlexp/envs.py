@@ -19,6 +19,7 @@ from gymnasium.wrappers import vector as vw
 from rlexp.errors import ConfigError, require
 
 EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+BACKENDS = ("gymnasium", "torch")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class EnvSpec:
 
     id: str
     num_envs: int = 8
+    backend: str = "gymnasium"
     vectorization: str = "sync"
     normalize_obs: bool = False
     normalize_reward: bool = False
@@ -42,15 +44,29 @@ class EnvSpec:
         require(self.clip_reward is None or self.clip_reward > 0, "clip_reward", f"must be > 0 or null, got {self.clip_reward}")
         require(self.max_episode_steps is None or self.max_episode_steps >= 1, "max_episode_steps", "must be >= 1 or null")
         self.make_kwargs = dict(self.make_kwargs)
+        require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "torch":
+            from rlexp.torch_envs import TORCH_ENVS
+
+            require(self.id in TORCH_ENVS, "id", f"no torch-native version of {self.id!r}; backend=torch supports {', '.join(TORCH_ENVS)}")
+            for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward"):
+                require(not getattr(self, key), key, "is a gymnasium (numpy) wrapper: not available with backend=torch")
+            return
         check_env_id(self.id)
 
-    def make(self, num_envs: Optional[int] = None, training: bool = True, gamma: float = 0.99) -> gym.vector.VectorEnv:
+    def make(
+        self, num_envs: Optional[int] = None, training: bool = True, gamma: float = 0.99, device: Any = "cpu"
+    ) -> gym.vector.VectorEnv:
         """The wrapped vector env. ``training=False`` (evaluation) leaves rewards raw and
         observation statistics frozen (copy them in with :func:`sync_obs_normalization`).
         ``gamma`` is the discount NormalizeReward scales rewards by: the algorithm's own."""
         kwargs = dict(self.make_kwargs)
         if self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
+        if self.backend == "torch":  # state, inputs and outputs stay on ``device``
+            from rlexp.torch_envs import make_torch_env
+
+            return make_torch_env(self.id, num_envs or self.num_envs, device=device, **kwargs)
         try:
             env = gym.make_vec(self.id, num_envs=num_envs or self.num_envs, vectorization_mode=self.vectorization, **kwargs)
         except gym.error.DependencyNotInstalled as e:
@@ -110,3 +126,29 @@ def sync_obs_normalization(source: gym.vector.VectorEnv, target: gym.vector.Vect
         dst.obs_rms.mean = src.obs_rms.mean.copy()
         dst.obs_rms.var = src.obs_rms.var.copy()
         dst.obs_rms.count = src.obs_rms.count
+
+
+def is_torch_env(env: gym.vector.VectorEnv) -> bool:
+    from rlexp.torch_envs import TorchVectorEnv
+
+    return isinstance(env, TorchVectorEnv)
+
+
+class ActionAdapter:
+    """Policy actions -> what the env takes: tensors stay on the device for torch-native
+    envs (clipped to a Box's bounds, as ClipAction does for gymnasium envs); gymnasium
+    envs get one numpy array per step."""
+
+    def __init__(self, env: gym.vector.VectorEnv, device: Any):
+        self.native = is_torch_env(env)
+        space = env.single_action_space
+        self.bounds = None
+        if self.native and isinstance(space, gym.spaces.Box):
+            import torch
+
+            self.bounds = (torch.as_tensor(space.low, device=device), torch.as_tensor(space.high, device=device))
+
+    def __call__(self, action: Any) -> Any:
+        if not self.native:
+            return action.cpu().numpy()
+        return action if self.bounds is None else action.clamp(*self.bounds)

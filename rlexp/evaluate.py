@@ -30,16 +30,23 @@ def evaluate_policy(
     return is kept, so long episodes are not under-sampled (running until N episodes
     finish in total would favour the short ones).
     """
+    from rlexp.envs import ActionAdapter
+
     assert env.num_envs == episodes, "evaluation env needs one sub-env per episode"
+    to_env = ActionAdapter(env, device)
     obs, _ = env.reset(seed=seed)
     returns = np.full(episodes, np.nan)
     while np.isnan(returns).any():
         action = policy.predict(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
-        obs, _, _, _, info = env.step(action.cpu().numpy())
+        obs, _, _, _, info = env.step(to_env(action))
         if "_episode" in info:
-            first = info["_episode"] & np.isnan(returns)
-            returns[first] = info["episode"]["r"][first]
+            first = as_numpy(info["_episode"]) & np.isnan(returns)
+            returns[first] = as_numpy(info["episode"]["r"])[first]
     return returns
+
+
+def as_numpy(x) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 # -- rlexp-eval: load a trained run and watch it ------------------------------------

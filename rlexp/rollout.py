@@ -44,6 +44,7 @@ class Rollout:
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: torch.device,
+        env_device: torch.device | None = None,
     ):
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, device
         shape = (n_steps, num_envs)
@@ -51,10 +52,16 @@ class Rollout:
         self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype, device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
-        self.rewards_np = np.zeros(shape, dtype=np.float32)
-        self.terminated_np = np.zeros(shape, dtype=bool)
-        self.truncated_np = np.zeros(shape, dtype=bool)
-        self.valid_np = np.ones(shape, dtype=bool)
+        # environment results: written through numpy views on the CPU (gymnasium envs),
+        # or as tensors on the env's device (torch-native envs)
+        env_device = torch.device(env_device) if env_device is not None else torch.device("cpu")
+        self.rewards_env = torch.zeros(shape, device=env_device)
+        self.terminated_env = torch.zeros(shape, dtype=torch.bool, device=env_device)
+        self.truncated_env = torch.zeros(shape, dtype=torch.bool, device=env_device)
+        self.valid_env = torch.ones(shape, dtype=torch.bool, device=env_device)
+        if env_device.type == "cpu":
+            self.rewards_np, self.terminated_np = self.rewards_env.numpy(), self.terminated_env.numpy()
+            self.truncated_np, self.valid_np = self.truncated_env.numpy(), self.valid_env.numpy()
         self.advantages = torch.zeros(shape, device=device)
         self.returns = torch.zeros(shape, device=device)
 
@@ -64,21 +71,16 @@ class Rollout:
         self.log_probs[t] = log_prob
         self.values[t] = value
 
-    def store_env(self, t: int, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
-        self.rewards_np[t] = reward
-        self.terminated_np[t] = terminated
-        self.truncated_np[t] = truncated
-        self.valid_np[t] = valid
+    def store_env(self, t: int, reward, terminated, truncated, valid) -> None:
+        if isinstance(reward, np.ndarray):  # numpy assignment: cheaper than wrapping in tensors
+            self.rewards_np[t], self.terminated_np[t], self.truncated_np[t], self.valid_np[t] = reward, terminated, truncated, valid
+        else:
+            self.rewards_env[t], self.terminated_env[t], self.truncated_env[t], self.valid_env[t] = reward, terminated, truncated, valid
 
     def env_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(rewards, terminated, episode_end, valid) on the device, one copy per rollout."""
-        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        return (
-            to(self.rewards_np),
-            to(self.terminated_np),
-            to(self.terminated_np | self.truncated_np),
-            to(self.valid_np),
-        )
+        to = lambda x: x.to(self.device)  # noqa: E731  (no copy when already there)
+        return to(self.rewards_env), to(self.terminated_env), to(self.terminated_env | self.truncated_env), to(self.valid_env)
 
     def compute_gae(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Fill ``advantages`` and ``returns`` (the value targets) in place."""
@@ -89,7 +91,7 @@ class Rollout:
 
     def batch(self) -> Batch:
         """All valid transitions, flattened over time and environments."""
-        valid = torch.from_numpy(self.valid_np.reshape(-1)).to(self.device)
+        valid = self.valid_env.reshape(-1).to(self.device)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])[valid]  # noqa: E731
         return Batch(
             flat(self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from rlexp.envs import EnvSpec, find_wrapper, sync_obs_normalization
+from rlexp.envs import ActionAdapter, EnvSpec, find_wrapper, is_torch_env, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluate import evaluate_policy
 from rlexp.logger import write_json_atomic
@@ -52,7 +52,7 @@ class Trainer:
         self.env_spec: EnvSpec = build("env", cfg.env)
         gamma = float(cfg.algo.get("gamma", 0.99))
         try:
-            self.env = self.env_spec.make(training=True, gamma=gamma)
+            self.env = self.env_spec.make(training=True, gamma=gamma, device=self.device)
         except ConfigError as e:
             raise e.under("env") from None
         self.eval_env: Optional[gym.vector.VectorEnv] = None
@@ -73,7 +73,9 @@ class Trainer:
             space.shape,
             torch.int64 if isinstance(space, gym.spaces.Discrete) else torch.float32,
             self.device,
+            env_device=self.device if is_torch_env(self.env) else None,
         )
+        self.to_env = ActionAdapter(self.env, self.device)
         self.global_step = 0
         self.updates = 0
         self.episodes = 0
@@ -98,7 +100,7 @@ class Trainer:
 
     # -- collection ---------------------------------------------------------------
     @torch.inference_mode()
-    def collect(self, obs: np.ndarray, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[float, int]]]:
+    def collect(self, obs: Any, ended: Any) -> tuple[Any, Any, list[tuple[float, int]]]:
         """Fill the rollout with n_steps vector steps; return the next obs, the episode-end
         flags of the last step and the (return, length) of every episode that finished."""
         finished: list[tuple[float, int]] = []
@@ -106,7 +108,7 @@ class Trainer:
             obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
             action, log_prob, value = self.policy.act(obs_t)
             self.rollout.store_policy(t, obs_t, action, log_prob, value)
-            obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            obs, reward, terminated, truncated, info = self.env.step(self.to_env(action))
             # after an episode ends, NEXT_STEP autoreset spends one step on the reset
             self.rollout.store_env(t, reward, terminated, truncated, valid=~ended)
             ended = terminated | truncated
@@ -129,7 +131,7 @@ class Trainer:
         )
         # fresh episodes on resume: the environments' internal state is not checkpointed
         obs, _ = self.env.reset(seed=cfg.seed + self.updates)
-        ended = np.zeros(self.env.num_envs, dtype=bool)
+        ended = torch.zeros(self.env.num_envs, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(self.env.num_envs, dtype=bool)
         bar = tqdm(total=n_updates * steps_per_rollout, initial=self.global_step, unit="step", disable=None if cfg.progress else True, dynamic_ncols=True)
         status = "finished"
         start, train_time_before, eval_time = time.perf_counter(), self.train_time, 0.0
@@ -233,8 +235,7 @@ class Trainer:
 
     # -- divergence ---------------------------------------------------------------
     def _check_finite_rewards(self) -> None:
-        rewards = self.rollout.rewards_np
-        if not np.isfinite(rewards).all():
+        if not bool(torch.isfinite(self.rollout.rewards_env).all()):
             raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
 
     def _check_finite_parameters(self, metrics: dict[str, float]) -> None:
@@ -250,7 +251,7 @@ class Trainer:
     def evaluate(self) -> np.ndarray:
         episodes = self.cfg.eval.episodes
         if self.eval_env is None:
-            self.eval_env = self.env_spec.make(num_envs=episodes, training=False)
+            self.eval_env = self.env_spec.make(num_envs=episodes, training=False, device=self.device)
         sync_obs_normalization(self.env, self.eval_env)
         self.policy.eval()
         try:

@@ -55,10 +55,20 @@ def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
     assert seen == {(0, True), (0, False), (1, True), (1, False)}
 
 
-@pytest.mark.parametrize("overrides", [["env=pendulum"], ["env=acrobot", "network=shared_mlp"], ["hparams=ppo_cartpole"]])
+@pytest.mark.parametrize("overrides", [["env=pendulum"], ["env=acrobot", "network=shared_mlp"], ["hparams=ppo_cartpole"],
+                                       ["env.backend=torch", "env.num_envs=64"],
+                                       ["env=pendulum", "env.backend=torch", "env.normalize_obs=false", "env.normalize_reward=false", "env.clip_obs=null"]])
 def test_other_envs_and_networks_run(tmp_path, overrides):
     run_dir = tmp_path / "run"
     result = run_cli(*overrides, f"hydra.run.dir={run_dir}", "progress=false", "total_steps=3000", "eval.episodes=2", "logger=none")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] >= 3000
+
+
+def test_torch_backend_solves_cartpole(tmp_path):
+    """Same trainer, torch-native CartPole: state, actions and rewards never leave torch."""
+    run_dir = tmp_path / "run"
+    result = run_cli("env.backend=torch", f"hydra.run.dir={run_dir}", "progress=false", "logger=none", "seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["eval_return_mean"] >= 475
