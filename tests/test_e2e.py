@@ -56,7 +56,7 @@ def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [["env=pendulum"], ["env=acrobot", "network=shared_mlp"], ["hparams=ppo_cartpole"],
-                                       ["env.backend=torch", "env.num_envs=64"],
+                                       ["env.backend=torch", "env.num_envs=64"], ["env.vectorization=async", "env.num_envs=2"],
                                        ["env=pendulum", "env.backend=torch", "env.normalize_obs=false", "env.normalize_reward=false", "env.clip_obs=null"]])
 def test_other_envs_and_networks_run(tmp_path, overrides):
     run_dir = tmp_path / "run"

@@ -85,3 +85,30 @@ def test_gradient_step_sums_terms_and_clips_norm():
     assert policy.log_probs.grad is not None  # ... and the step used the clipped gradient
     total_after = torch.cat([p.grad.flatten() for p in policy.parameters()]).norm().item()
     assert total_after == pytest.approx(0.5, rel=1e-4)
+
+
+def test_target_kl_stops_the_epoch_loop():
+    import gymnasium as gym
+
+    from rlexp.policies import ActorCritic
+    from rlexp.rollout import Rollout
+
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+    rollout = Rollout(16, 4, (3,), (), torch.int64, torch.device("cpu"))
+    with torch.no_grad():
+        for t in range(16):
+            obs = torch.randn(4, 3)
+            action, log_prob, value = policy.act(obs)
+            rollout.store_policy(t, obs, action, log_prob, value)
+    rollout.advantages.normal_()
+    rollout.returns.normal_()
+
+    def run(target_kl):
+        algo = PPO(policy=policy, learning_rate=0.05, n_steps=16, gamma=0.99, batch_size=16, n_epochs=20, target_kl=target_kl)
+        return algo.update(rollout, progress_remaining=1.0)
+
+    free = run(None)
+    assert free["train/epochs_stopped_early"] == 0.0
+    stopped = run(1e-6)  # a huge learning rate moves the policy past any tiny KL budget at once
+    assert stopped["train/epochs_stopped_early"] == 1.0
