@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> float:
         raise
     if summary["status"] == "interrupted":
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
-        sys.exit(128 + (trainer.stop_signal or 0))
+        sys.exit(128 + (trainer.stop.signum or 0))
     return summary["eval_return_mean"]
 
 

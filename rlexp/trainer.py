@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import random
-import signal
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import gymnasium as gym
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
@@ -26,6 +26,7 @@ from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluate import evaluate_policy
 from rlexp.logger import write_json_atomic
 from rlexp.rollout import Rollout
+from rlexp.stopping import StopRequest
 
 log = logging.getLogger("rlexp")
 
@@ -90,7 +91,7 @@ class Trainer:
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
         purge = {"purge_step": self.global_step + 1} if resume_state is not None and cfg.logger.get("_target_", "").endswith("TensorBoardLogger") else {}
         self.logger = build("logger", cfg.logger, run_dir=self.run_dir, **purge)
-        self._stop_signal: Optional[int] = None
+        self.stop = StopRequest()
 
     def _check_batch_size(self) -> None:
         batch_size = getattr(self.algo, "batch_size", None)
@@ -119,84 +120,84 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        cfg, algo = self.cfg, self.algo
-        steps_per_rollout = algo.n_steps * self.env.num_envs
+        cfg = self.cfg
+        steps_per_rollout = self.algo.n_steps * self.env.num_envs
         n_updates = math.ceil(cfg.total_steps / steps_per_rollout)
         every = cfg.eval.every_steps
         next_eval = (self.global_step // every + 1) * every if every > 0 else math.inf
         log.info(
             "%s on %s: %d steps (%d updates of %d) on %s%s; run dir %s",
-            type(algo).__name__, self.env_spec.id, n_updates * steps_per_rollout, n_updates, steps_per_rollout, self.device,
+            type(self.algo).__name__, self.env_spec.id, n_updates * steps_per_rollout, n_updates, steps_per_rollout, self.device,
             f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir,
         )
         # fresh episodes on resume: the environments' internal state is not checkpointed
         obs, _ = self.env.reset(seed=cfg.seed + self.updates)
         ended = torch.zeros(self.env.num_envs, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(self.env.num_envs, dtype=bool)
+        clock = Clock(self.train_time)
         bar = tqdm(total=n_updates * steps_per_rollout, initial=self.global_step, unit="step", disable=None if cfg.progress else True, dynamic_ncols=True)
-        status = "finished"
-        start, train_time_before, eval_time = time.perf_counter(), self.train_time, 0.0
-        previous_handlers = self._catch_stop_signals()
         try:
-            while self.updates < n_updates:
-                obs, ended, finished = self.collect(obs, ended)
-                self.global_step += steps_per_rollout
-                self._check_finite_rewards()
-                if algo.needs_advantages:
-                    with torch.inference_mode():
-                        last_value = self.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-                    self.rollout.compute_gae(last_value, algo.gamma, algo.gae_lambda)
-                # progress at the start of this rollout, so the last update still learns (CleanRL's choice;
-                # SB3 measures after collection and spends its last update at learning rate 0)
-                try:
-                    metrics = algo.update(self.rollout, progress_remaining=1.0 - self.updates / n_updates)
-                except TrainingError as error:
-                    raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
-                self._check_finite_parameters(metrics)
-                self.updates += 1
-                self.episodes += len(finished)
-                self.recent_returns.extend(r for r, _ in finished)
-                self.train_time = train_time_before + time.perf_counter() - start - eval_time
-                sps = self.global_step / max(self.train_time, 1e-9)
-                rolling = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
-                self.progress_history.append((self.global_step, self.train_time, rolling))
-                if finished:
-                    metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
-                    metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
-                metrics["time/sps"] = sps
-                if self.updates % cfg.log_interval == 0:
-                    self.logger.log(metrics, self.global_step)
-                bar.update(steps_per_rollout)
-                bar.set_postfix(sps=f"{sps:.0f}", ret=f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-")
-                if self.global_step >= next_eval:
-                    eval_start = time.perf_counter()
-                    self.evaluate_and_log()
-                    eval_time += time.perf_counter() - eval_start
-                    next_eval += every
-                if cfg.checkpoint.every_updates > 0 and self.updates % cfg.checkpoint.every_updates == 0:
-                    self.save("last.pt")
-                if self._stop_signal is not None:
-                    status = "interrupted"
-                    break
+            with self.stop, bar:
+                while self.updates < n_updates and not self.stop:
+                    obs, ended, metrics, finished = self.train_one_rollout(obs, ended, progress_remaining=1.0 - self.updates / n_updates)
+                    self.train_time = clock.train_time()
+                    self.record(metrics, finished)
+                    bar.update(steps_per_rollout)
+                    bar.set_postfix(sps=f"{metrics['time/sps']:.0f}", ret=f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-")
+                    if self.global_step >= next_eval:
+                        with clock.paused():
+                            self.evaluate_and_log()
+                        next_eval += every
+                    if cfg.checkpoint.every_updates > 0 and self.updates % cfg.checkpoint.every_updates == 0:
+                        self.save("last.pt")
         except TrainingError as error:
             # last.pt keeps the last good state: nothing from the diverged update is saved
-            bar.close()
             self._finish("failed", error=str(error))
             raise
-        finally:
-            bar.close()
-            self._restore_signals(previous_handlers)
+        status = "interrupted" if self.stop and self.updates < n_updates else "finished"
         if status == "finished" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
             self.evaluate_and_log()
         self.save("last.pt")
         summary = self._finish(status)
         if status == "interrupted":
-            log.warning("stopped by %s at step %d; checkpoints/last.pt saved", signal.Signals(self._stop_signal).name, self.global_step)
+            log.warning("stopped by %s at step %d; checkpoints/last.pt saved", self.stop.name, self.global_step)
         else:
             log.info(
                 "done: %d steps in %.1fs (%.0f SPS); eval return %.1f +/- %.1f",
                 self.global_step, self.train_time, summary["sps"], summary["eval_return_mean"], summary["eval_return_std"],
             )
         return summary
+
+    def train_one_rollout(self, obs: Any, ended: Any, progress_remaining: float) -> tuple[Any, Any, dict[str, float], list[tuple[float, int]]]:
+        """Collect one rollout, compute its advantages, update the policy."""
+        obs, ended, finished = self.collect(obs, ended)
+        self.global_step += self.algo.n_steps * self.env.num_envs
+        self._check_finite_rewards()
+        if self.algo.needs_advantages:
+            with torch.inference_mode():
+                last_value = self.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+            self.rollout.compute_gae(last_value, self.algo.gamma, self.algo.gae_lambda)
+        # progress is measured at the start of the rollout so the last update still learns
+        # (CleanRL's choice; SB3 measures after collection and spends its last update at lr 0)
+        try:
+            metrics = self.algo.update(self.rollout, progress_remaining=progress_remaining)
+        except TrainingError as error:
+            raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
+        self._check_finite_parameters(metrics)
+        self.updates += 1
+        return obs, ended, metrics, finished
+
+    def record(self, metrics: dict[str, float], finished: list[tuple[float, int]]) -> None:
+        """Episode statistics, progress history and the TensorBoard scalars of one update."""
+        self.episodes += len(finished)
+        self.recent_returns.extend(r for r, _ in finished)
+        rolling = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+        self.progress_history.append((self.global_step, self.train_time, rolling))
+        if finished:
+            metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
+            metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
+        metrics["time/sps"] = self.global_step / max(self.train_time, 1e-9)
+        if self.updates % self.cfg.log_interval == 0:
+            self.logger.log(metrics, self.global_step)
 
     def _finish(self, status: str, error: Optional[str] = None) -> dict[str, Any]:
         summary = self.summary(status)
@@ -205,33 +206,6 @@ class Trainer:
         write_json_atomic(self.run_dir / "summary.json", summary)
         self.close()
         return summary
-
-    # -- stopping cleanly ---------------------------------------------------------
-    def _catch_stop_signals(self) -> dict[int, Any]:
-        """SIGINT/SIGTERM finish the current update, then save and stop; a second one aborts."""
-
-        def stop(signum, frame):
-            if self._stop_signal is not None:
-                raise KeyboardInterrupt
-            self._stop_signal = signum
-            log.warning("%s received: stopping after this update (send again to abort)", signal.Signals(signum).name)
-
-        previous = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, stop)
-        except ValueError:  # not the main thread (e.g. some launchers): keep default handling
-            pass
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    @property
-    def stop_signal(self) -> Optional[int]:
-        return self._stop_signal
 
     # -- divergence ---------------------------------------------------------------
     def _check_finite_rewards(self) -> None:
@@ -353,3 +327,21 @@ def load_rms(rms: Any, state: dict[str, Any]) -> None:
 
 def spaces_signature(env: gym.vector.VectorEnv) -> str:
     return f"obs {env.single_observation_space}, actions {env.single_action_space}"
+
+
+class Clock:
+    """Training wall time: resumes from ``already`` seconds and leaves evaluation out."""
+
+    def __init__(self, already: float = 0.0):
+        self.start, self.already, self.excluded = time.perf_counter(), already, 0.0
+
+    def train_time(self) -> float:
+        return self.already + time.perf_counter() - self.start - self.excluded
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - begin
