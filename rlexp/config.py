@@ -57,12 +57,13 @@ class MonteCarloSchema:
     gamma: float = MISSING
     ent_coef: float = MISSING
     max_grad_norm: Optional[float] = MISSING
+    normalize_returns: bool = MISSING
     optimizer: Any = MISSING
 
 
 @dataclass
 class ReinforceSchema(MonteCarloSchema):
-    normalize_returns: bool = MISSING
+    """Plain REINFORCE takes exactly the shared Monte Carlo keys."""
 
 
 @dataclass

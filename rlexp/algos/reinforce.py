@@ -25,13 +25,20 @@ class REINFORCE(OnPolicyAlgorithm):
     learns_value = False
 
     def __init__(self, *, normalize_returns: bool = False, **common):
-        # the base class standardises the weight of each log-prob when its
-        # normalize_advantage flag is set; for plain REINFORCE that weight is G_t
-        super().__init__(normalize_advantage=normalize_returns, **common)
+        super().__init__(normalize_advantage=False, **common)  # REINFORCE has no advantage but G_t
+        self.normalize_returns = normalize_returns
+
+    def monte_carlo_returns(self, batch: Batch) -> torch.Tensor:
+        """G_t, standardised over the rollout when ``normalize_returns`` is set (a
+        batch-mean baseline and a step size that does not grow with the returns)."""
+        returns = batch.returns
+        if not self.normalize_returns or returns.numel() < 2:
+            return returns
+        return (returns - returns.mean()) / (returns.std() + 1e-8)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, _ = self.policy.evaluate(batch.obs, batch.actions)
-        returns = self.normalized(batch.returns)
+        returns = self.monte_carlo_returns(batch)
         policy_loss = -(log_prob * returns).mean()
 
         entropy_mean = entropy.mean()
@@ -72,6 +79,6 @@ class REINFORCE(OnPolicyAlgorithm):
         metrics = self.finish_update([step], batch)
         metrics["train/skipped_update"] = 0.0
         metrics["train/finished_fraction"] = finished_fraction
-        if self.learns_value:
-            metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
+        if self.learns_value:  # of V (before the step) on the targets it regresses on
+            metrics["train/explained_variance"] = explained_variance(batch.values, self.monte_carlo_returns(batch))
         return metrics
