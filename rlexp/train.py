@@ -115,6 +115,21 @@ def resume_arguments(args: list[str]) -> list[str]:
     return [f"--config-path={saved.parent}", "--config-name=config", f"++resume={target}", f"hydra.run.dir={run_dir}", *rest]
 
 
+# Launcher and sweeper options that exist once their Hydra plugin is installed:
+# config path -> (plugin, how to install it). The first three are rlexp extras (pyproject.toml).
+PLUGIN_INSTALL = {
+    "hydra/launcher/joblib": ("hydra-joblib-launcher", 'pip install -e ".[sweep]"'),
+    "hydra/sweeper/optuna": ("hydra-optuna-sweeper", 'pip install -e ".[sweep]"'),
+    "hydra/launcher/ray": ("hydra-ray-launcher", 'pip install -e ".[ray]"'),
+    "hydra/launcher/ray_aws": ("hydra-ray-launcher", 'pip install -e ".[ray]"'),
+    "hydra/launcher/submitit_slurm": ("hydra-submitit-launcher", "pip install hydra-submitit-launcher"),
+    "hydra/launcher/submitit_local": ("hydra-submitit-launcher", "pip install hydra-submitit-launcher"),
+    "hydra/launcher/rq": ("hydra-rq-launcher", "pip install hydra-rq-launcher"),
+    "hydra/sweeper/ax": ("hydra-ax-sweeper", "pip install hydra-ax-sweeper"),
+    "hydra/sweeper/nevergrad": ("hydra-nevergrad-sweeper", "pip install hydra-nevergrad-sweeper"),
+}
+
+
 def describe(error: BaseException) -> str:
     """One line saying what is wrong, naming the config key where there is one."""
     from hydra.errors import MissingConfigException
@@ -129,6 +144,9 @@ def describe(error: BaseException) -> str:
             return str(e)
         if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
             group, _, option = e.missing_cfg_file.rpartition("/")
+            if e.missing_cfg_file in PLUGIN_INSTALL:
+                plugin, command = PLUGIN_INSTALL[e.missing_cfg_file]
+                return f"{group}={option}: the Hydra plugin {plugin} is not installed; {command}"
             options = e.options or []
             return f"{group}={option}: no such option; choose one of: {', '.join(options)}"
         if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
