@@ -91,8 +91,21 @@ def is_user_error(error: BaseException) -> bool:
     while error is not None:
         if isinstance(error, (ConfigError, TrainingError, HydraException, OmegaConfBaseException, YAMLError)):
             return True
+        if raised_in(error, ("hydra.", "omegaconf.")):  # e.g. Hydra's own command-line usage checks
+            return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def raised_in(error: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``error``'s traceback belongs to one of ``packages``."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return module.startswith(packages)
 
 
 def resume_arguments(args: list[str]) -> list[str]:
