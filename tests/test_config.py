@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import group_options
+from conftest import CONF, group_options
 from rlexp.errors import ConfigError
 from rlexp.builders import build
 
@@ -42,6 +42,11 @@ def test_every_preset_composes(compose_cfg, preset):
     cfg = compose_cfg(f"hparams={preset}")
     OmegaConf.resolve(cfg)
     build("env", cfg.env)
+    # the preset's own values win over config.yaml's run-level defaults (its budget, say)
+    raw = OmegaConf.load(CONF / "hparams" / f"{preset}.yaml")
+    for key in ("total_steps", "seed"):
+        if key in raw:
+            assert cfg[key] == raw[key], f"{preset} sets {key}={raw[key]} but the run gets {cfg[key]}"
 
 
 @pytest.mark.parametrize("logger", group_options("logger"))
