@@ -9,7 +9,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.wrappers.vector import NormalizeObservation
 
 from rlexp.errors import ConfigError, require
 
@@ -95,7 +94,7 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
 
     from rlexp.builders import build
     from rlexp.checkpoint import load_checkpoint
-    from rlexp.envs import find_wrapper
+    from rlexp.envs import load_normalization_state
 
     state = load_checkpoint(path, key="checkpoint")
     cfg = OmegaConf.create(state["config"])
@@ -108,11 +107,7 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
         policy.load_state_dict(state["policy"])
     except RuntimeError as e:
         raise ConfigError("checkpoint", f"{path}: weights do not fit its own network config ({str(e).splitlines()[0][:200]})") from None
-    norm = find_wrapper(env, NormalizeObservation)
-    if norm is not None and state.get("obs_rms") is not None:
-        norm.obs_rms.mean = state["obs_rms"]["mean"].numpy()
-        norm.obs_rms.var = state["obs_rms"]["var"].numpy()
-        norm.obs_rms.count = state["obs_rms"]["count"]
+    load_normalization_state(env, {"obs_rms": state.get("obs_rms")})  # raw rewards: no return_rms here
     return policy.to(device).eval(), env, cfg
 
 

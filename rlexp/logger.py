@@ -17,7 +17,7 @@ from typing import Any, Mapping
 class NullLogger:
     """Logs nothing: for benchmarks and tests that do not look at curves."""
 
-    def __init__(self, run_dir: str | Path | None = None, **_: object):
+    def __init__(self, run_dir: str | Path | None = None, purge_step: int | None = None):
         self.run_dir = run_dir
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import gymnasium as gym
-from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from rlexp.envs import ActionAdapter, EnvSpec, find_wrapper, is_torch_env, sync_obs_normalization
+from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluate import evaluate_policy
 from rlexp.logger import write_json_atomic
@@ -61,6 +60,7 @@ class Trainer:
             "network", cfg.network, observation_space=self.env.single_observation_space, action_space=self.env.single_action_space
         ).to(self.device)
         self.algo: OnPolicyAlgorithm = build("algo", cfg.algo, policy=self.policy)
+        self.steps_per_rollout = self.algo.n_steps * self.env.num_envs
         self._check_batch_size()
         if cfg.compile:
             # dynamic: minibatch sizes vary a little (autoreset steps are dropped)
@@ -89,15 +89,15 @@ class Trainer:
         if resume_state is not None:
             self.load_state(resume_state)
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
-        purge = {"purge_step": self.global_step + 1} if resume_state is not None and cfg.logger.get("_target_", "").endswith("TensorBoardLogger") else {}
-        self.logger = build("logger", cfg.logger, run_dir=self.run_dir, **purge)
+        purge_step = self.global_step + 1 if resume_state is not None else None
+        self.logger = build("logger", cfg.logger, run_dir=self.run_dir, purge_step=purge_step)
         self.stop = StopRequest()
 
     def _check_batch_size(self) -> None:
         batch_size = getattr(self.algo, "batch_size", None)
         if batch_size is not None:
-            rollout_size = self.algo.n_steps * self.env.num_envs
-            require(batch_size <= rollout_size, "algo.batch_size", f"{batch_size} is larger than n_steps * num_envs = {rollout_size}")
+            require(batch_size <= self.steps_per_rollout, "algo.batch_size",
+                    f"{batch_size} is larger than n_steps * num_envs = {self.steps_per_rollout}")
 
     # -- collection ---------------------------------------------------------------
     @torch.inference_mode()
@@ -120,8 +120,7 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        cfg = self.cfg
-        steps_per_rollout = self.algo.n_steps * self.env.num_envs
+        cfg, steps_per_rollout = self.cfg, self.steps_per_rollout
         n_updates = math.ceil(cfg.total_steps / steps_per_rollout)
         every = cfg.eval.every_steps
         next_eval = (self.global_step // every + 1) * every if every > 0 else math.inf
@@ -170,7 +169,7 @@ class Trainer:
     def train_one_rollout(self, obs: Any, ended: Any, progress_remaining: float) -> tuple[Any, Any, dict[str, float], list[tuple[float, int]]]:
         """Collect one rollout, compute its advantages, update the policy."""
         obs, ended, finished = self.collect(obs, ended)
-        self.global_step += self.algo.n_steps * self.env.num_envs
+        self.global_step += self.steps_per_rollout
         self._check_finite_rewards()
         if self.algo.needs_advantages:
             with torch.inference_mode():
@@ -182,7 +181,7 @@ class Trainer:
             metrics = self.algo.update(self.rollout, progress_remaining=progress_remaining)
         except TrainingError as error:
             raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
-        self._check_finite_parameters(metrics)
+        self._check_finite_parameters()
         self.updates += 1
         return obs, ended, metrics, finished
 
@@ -212,11 +211,9 @@ class Trainer:
         if not bool(torch.isfinite(self.rollout.rewards_env).all()):
             raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
 
-    def _check_finite_parameters(self, metrics: dict[str, float]) -> None:
-        """Once per update (not per minibatch: no extra device syncs in the inner loop)."""
-        for key, value in metrics.items():
-            if (key.startswith("loss/") or key == "train/grad_norm") and not math.isfinite(value):
-                raise TrainingError(f"{key} is {value} in the update at step {self.global_step}")
+    def _check_finite_parameters(self) -> None:
+        """Non-finite losses and gradients are stopped before the optimiser step (in the
+        algorithm's gradient_step); this catches a step that still produced NaN/Inf weights."""
         for name, param in self.policy.named_parameters():
             if not torch.isfinite(param).all():
                 raise TrainingError(f"parameter {name} became non-finite at step {self.global_step}")
@@ -246,7 +243,6 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        obs_norm, reward_norm = find_wrapper(self.env, NormalizeObservation), find_wrapper(self.env, NormalizeReward)
         return {
             "policy": self.policy.state_dict(),
             "optimizer": self.algo.optimizer.state_dict(),
@@ -257,8 +253,7 @@ class Trainer:
             "recent_returns": list(self.recent_returns),
             "eval_history": [list(e) for e in self.eval_history],
             "best_eval": self.best_eval,
-            "obs_rms": rms_state(obs_norm.obs_rms) if obs_norm is not None else None,
-            "return_rms": rms_state(reward_norm.return_rms) if reward_norm is not None else None,
+            **normalization_state(self.env),
             "rng": rng_state(),
             "spaces": spaces_signature(self.env),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -279,10 +274,7 @@ class Trainer:
         self.recent_returns.extend(state["recent_returns"])
         self.eval_history = [tuple(e) for e in state["eval_history"]]
         self.best_eval = state["best_eval"]
-        for wrapper_cls, key, attr in ((NormalizeObservation, "obs_rms", "obs_rms"), (NormalizeReward, "return_rms", "return_rms")):
-            wrapper = find_wrapper(self.env, wrapper_cls)
-            if wrapper is not None and state.get(key) is not None:
-                load_rms(getattr(wrapper, attr), state[key])
+        load_normalization_state(self.env, state)
         restore_rng_state(state["rng"])
 
     def save(self, name: str) -> None:
@@ -313,16 +305,6 @@ class Trainer:
         self.env.close()
         if self.eval_env is not None:
             self.eval_env.close()
-
-
-def rms_state(rms: Any) -> dict[str, Any]:
-    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
-
-
-def load_rms(rms: Any, state: dict[str, Any]) -> None:
-    rms.mean = state["mean"].numpy().astype(rms.mean.dtype if hasattr(rms.mean, "dtype") else np.float64)
-    rms.var = state["var"].numpy().astype(rms.var.dtype if hasattr(rms.var, "dtype") else np.float64)
-    rms.count = state["count"]
 
 
 def spaces_signature(env: gym.vector.VectorEnv) -> str:
