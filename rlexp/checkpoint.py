@@ -6,9 +6,7 @@ A checkpoint holds only tensors, numbers, strings and containers, so it loads wi
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +14,26 @@ import numpy as np
 import torch
 
 from rlexp.errors import ConfigError
+from rlexp.files import write_atomic
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: torch.save({"format_version": FORMAT_VERSION, **state}, tmp))
+
+
+def checkpoint_path(target: str | Path, which: str = "last") -> Path:
+    """``<which>.pt`` of a run directory (or of a checkpoints/ folder); a file path as given."""
+    target = Path(target)
+    if not target.is_dir():
+        return target
+    return target / "checkpoints" / f"{which}.pt" if (target / "checkpoints").is_dir() else target / f"{which}.pt"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, Any]:
     """Load a checkpoint or raise ConfigError(key, ...) saying why it cannot be used."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
+    path = checkpoint_path(path)
     if not path.is_file():
         raise ConfigError(key, f"no checkpoint at {path}")
     try:

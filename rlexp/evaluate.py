@@ -82,12 +82,6 @@ def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
     return Path(argv[0]).expanduser(), args
 
 
-def checkpoint_file(target: Path, which: str) -> Path:
-    if target.is_dir():
-        return target / "checkpoints" / f"{which}.pt" if (target / "checkpoints").is_dir() else target / f"{which}.pt"
-    return target
-
-
 def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None):
     """(policy, env, config) rebuilt from a checkpoint's own config and weights."""
     from omegaconf import OmegaConf
@@ -137,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from rlexp.builders import resolve_device
+    from rlexp.checkpoint import checkpoint_path
 
     try:
         target, args = parse_args(sys.argv[1:] if argv is None else argv)
-        path = checkpoint_file(target, args.checkpoint)
+        path = checkpoint_path(target, args.checkpoint)
         torch.set_num_threads(1)
         device = resolve_device(args.device)
         policy, env, cfg = load_trained(path, device, num_envs=args.episodes)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
+
+from rlexp.files import write_atomic
 
 
 class NullLogger:
@@ -51,15 +51,6 @@ class TensorBoardLogger(NullLogger):
 
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=float)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """JSON through a temporary file and a rename: never half a file."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=float) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
