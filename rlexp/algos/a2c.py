@@ -9,10 +9,8 @@ rollout: no epochs, no minibatches, no ratio clipping -- that is what PPO adds.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from rlexp.algos.base import OnPolicyAlgorithm
-from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
 from rlexp.rollout import Batch, Rollout
 
 
@@ -20,23 +18,9 @@ class A2C(OnPolicyAlgorithm):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
         advantages = self.normalized(batch.advantages)  # off by default, as in SB3
-        policy_loss = -(log_prob * advantages).mean()
-        value_loss = F.mse_loss(value, batch.returns)
-
-        entropy_mean = entropy.mean()
-        return {
-            "loss/policy": policy_loss,
-            "loss/value": self.vf_coef * value_loss,
-            "loss/entropy": -self.ent_coef * entropy_mean,
-            "train/entropy": entropy_mean.detach(),
-            # KL from the same forward pass: 0 when the batch is fresh from this policy
-            "train/approx_kl": approx_kl(log_prob, batch.log_probs),
-        }
+        # -mean(log pi * A) + vf_coef * MSE(V, GAE returns) - ent_coef * entropy
+        return self.policy_gradient_terms(batch, log_prob, advantages, entropy, value=value, value_targets=batch.returns)
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         self.set_progress(progress_remaining)
-        batch = rollout.batch()
-        step = self.gradient_step(self.loss(batch))
-        # one step per rollout: the loss's KL is 0, so log how far the step moved the policy
-        step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
-        return self.finish_update([step], batch)
+        return self.single_step_update(rollout.batch())

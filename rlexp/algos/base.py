@@ -13,8 +13,10 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
 from rlexp.errors import TrainingError, require
 from rlexp.returns import explained_variance
 from rlexp.rollout import Batch, Rollout
@@ -93,6 +95,39 @@ class OnPolicyAlgorithm:
             raise TrainingError(non_finite_report(terms, grad_norm))
         self.optimizer.step()
         return {**{k: v.detach() for k, v in terms.items()}, "loss/total": total.detach(), "train/grad_norm": grad_norm}
+
+    def policy_gradient_terms(
+        self,
+        batch: Batch,
+        log_prob: torch.Tensor,
+        weights: torch.Tensor,
+        entropy: torch.Tensor,
+        value: Optional[torch.Tensor] = None,
+        value_targets: Optional[torch.Tensor] = None,
+    ) -> dict[str, torch.Tensor]:
+        """The plain policy-gradient objective that REINFORCE, its baseline variant and A2C
+        share; they differ only in the ``weights`` (G_t, G_t - V(s_t), the GAE advantage):
+
+            loss/policy  = -mean(log pi(a_t|s_t) * weight_t)
+            loss/value   = vf_coef * mean((V(s_t) - target_t)^2)     (when V is learnt)
+            loss/entropy = -ent_coef * mean(entropy)
+        """
+        entropy_mean = entropy.mean()
+        terms = {"loss/policy": -(log_prob * weights).mean()}
+        if value is not None:
+            terms["loss/value"] = self.vf_coef * F.mse_loss(value, value_targets)
+        terms["loss/entropy"] = -self.ent_coef * entropy_mean
+        terms["train/entropy"] = entropy_mean.detach()
+        # KL from the same forward pass: 0 when the batch is fresh from this policy
+        terms["train/approx_kl"] = approx_kl(log_prob, batch.log_probs)
+        return terms
+
+    def single_step_update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on the whole batch. The loss's own KL is 0 then (the batch
+        comes from this very policy), so log how far the step moved the policy instead."""
+        step = self.gradient_step(self.loss(batch))
+        step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
+        return self.finish_update([step], batch)
 
     def finish_update(self, steps: Iterable[dict[str, torch.Tensor]], batch: Batch) -> dict[str, float]:
         """Average the per-step metrics (one host copy) and add the rollout-level ones."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 
 from rlexp.algos.base import OnPolicyAlgorithm
-from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
 from rlexp.returns import discounted_returns, explained_variance, finished_mask
 from rlexp.rollout import Batch, Rollout
 
@@ -38,17 +37,8 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, _ = self.policy.evaluate(batch.obs, batch.actions)
-        returns = self.monte_carlo_returns(batch)
-        policy_loss = -(log_prob * returns).mean()
-
-        entropy_mean = entropy.mean()
-        return {
-            "loss/policy": policy_loss,
-            "loss/entropy": -self.ent_coef * entropy_mean,
-            "train/entropy": entropy_mean.detach(),
-            # KL from the same forward pass: 0 when the batch is fresh from this policy
-            "train/approx_kl": approx_kl(log_prob, batch.log_probs),
-        }
+        # -mean(log pi * G) - ent_coef * entropy: no value function, nothing bootstrapped
+        return self.policy_gradient_terms(batch, log_prob, self.monte_carlo_returns(batch), entropy)
 
     def monte_carlo_batch(self, rollout: Rollout) -> tuple[Batch, torch.Tensor]:
         """The steps whose episode ended inside the window, with their returns G_t
@@ -73,10 +63,7 @@ class REINFORCE(OnPolicyAlgorithm):
                 "train/finished_fraction": 0.0,
                 "train/learning_rate": self.optimizer.param_groups[0]["lr"],
             }
-        step = self.gradient_step(self.loss(batch))
-        # one step per rollout: the loss's KL is 0, so log how far the step moved the policy
-        step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
-        metrics = self.finish_update([step], batch)
+        metrics = self.single_step_update(batch)
         metrics["train/skipped_update"] = 0.0
         metrics["train/finished_fraction"] = finished_fraction
         if self.learns_value:  # of V (before the step) on the targets it regresses on

@@ -13,9 +13,7 @@ returns of up to ~100 take it thousands of Adam steps to reach.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from rlexp.algos.diagnostics import approx_kl
 from rlexp.algos.reinforce import REINFORCE
 from rlexp.rollout import Batch
 
@@ -32,14 +30,5 @@ class REINFORCEWithBaseline(REINFORCE):
         returns = self.monte_carlo_returns(batch)
         # detached: the baseline only lowers the variance, the policy loss must not train it
         advantages = self.normalized(returns - value.detach())
-        policy_loss = -(log_prob * advantages).mean()
-        value_loss = F.mse_loss(value, returns)
-
-        entropy_mean = entropy.mean()
-        return {
-            "loss/policy": policy_loss,
-            "loss/value": self.vf_coef * value_loss,
-            "loss/entropy": -self.ent_coef * entropy_mean,
-            "train/entropy": entropy_mean.detach(),
-            "train/approx_kl": approx_kl(log_prob, batch.log_probs),
-        }
+        # -mean(log pi * (G - V)) + vf_coef * MSE(V, G) - ent_coef * entropy
+        return self.policy_gradient_terms(batch, log_prob, advantages, entropy, value=value, value_targets=returns)
