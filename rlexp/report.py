@@ -32,7 +32,8 @@ from typing import Optional, Sequence
 import numpy as np
 import yaml
 
-from rlexp.results import EVAL_TAG, Job, Multirun, first_step_at, group_by_setting, load_multirun, plot_learning_curves
+from rlexp.results import (EVAL_TAG, Job, Multirun, first_step_at, fmt_mean_std, group_by_setting, load_multirun, mean_std,
+                           plot_learning_curves)
 
 CSV_NAME, MD_NAME, PNG_NAME = "report.csv", "report.md", "learning_curves.png"
 OPTUNA_RESULTS = "optimization_results.yaml"
@@ -110,13 +111,6 @@ def build_rows(run: Multirun, threshold: Optional[float] = None) -> tuple[list[s
     return keys, rows
 
 
-def mean_std(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]:
-    """Mean and standard deviation over seeds (numpy's default ddof=0, as rlexp/results.py)."""
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values))
-
-
 # -- CSV ------------------------------------------------------------------------------------
 CSV_STATS = [("final_eval_return", "eval_return_mean"), ("train_time_s", "train_time_s"), ("sps", "sps")]
 
@@ -158,11 +152,6 @@ def fmt_value(value: str) -> str:
     except ValueError:
         return value
     return value if number.is_integer() and "." not in value else f"{number:.4g}"
-
-
-def fmt_mean_std(values: Sequence[float], fmt: str = "{:.1f}") -> str:
-    mean, std = mean_std(values)
-    return "-" if mean is None else f"{fmt.format(mean)} ± {fmt.format(std)}"
 
 
 def steps_cell(row: Row, shared_threshold: bool) -> str:

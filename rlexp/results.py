@@ -238,11 +238,16 @@ def mean_std_curve(curves: Sequence[Curve], axis: str, points: int = 100) -> Opt
     return grid, stacked.mean(axis=0), stacked.std(axis=0)
 
 
-def _mean_std(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+def mean_std(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and standard deviation over seeds (numpy's default ddof=0); None, None if empty."""
     if not values:
-        return "-"
-    mean, std = float(np.mean(values)), float(np.std(values))
-    return f"{fmt.format(mean)} ± {fmt.format(std)}"
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def fmt_mean_std(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+    mean, std = mean_std(values)
+    return "-" if mean is None else f"{fmt.format(mean)} ± {fmt.format(std)}"
 
 
 def results_table(groups: dict[str, list[Job]], thresholds: Sequence[float] = (195, 475)) -> str:
@@ -253,16 +258,16 @@ def results_table(groups: dict[str, list[Job]], thresholds: Sequence[float] = (1
     rows = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for label, jobs in groups.items():
         done = [job for job in jobs if job.ok]
-        cells = [label, f"{len(done)}/{len(jobs)}", _mean_std([job.summary["eval_return_mean"] for job in done])]
+        cells = [label, f"{len(done)}/{len(jobs)}", fmt_mean_std([job.summary["eval_return_mean"] for job in done])]
         for t in thresholds:
             reached = [s for s in (first_step_at(job.eval_curve(), t) for job in done) if s is not None]
             if not reached:
                 cells.append("never")
             else:
-                text = _mean_std(reached, "{:,.0f}")
+                text = fmt_mean_std(reached, "{:,.0f}")
                 cells.append(text if len(reached) == len(done) else f"{text} ({len(reached)}/{len(done)} reached)")
-        cells.append(_mean_std([job.summary["train_time_s"] for job in done]))
-        cells.append(_mean_std([job.summary["sps"] for job in done], "{:,.0f}"))
+        cells.append(fmt_mean_std([job.summary["train_time_s"] for job in done]))
+        cells.append(fmt_mean_std([job.summary["sps"] for job in done], "{:,.0f}"))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

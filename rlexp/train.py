@@ -27,22 +27,26 @@ def run(cfg: DictConfig) -> float:
         trainer = Trainer(cfg, run_dir)
     except ConfigError as error:
         remove_if_empty_run(run_dir)
-        if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
-            # report here: past this point Hydra adds its own "Error executing job" line
-            print(f"rlexp-train: error: {error}", file=sys.stderr)
-            sys.exit(1)
+        exit_in_single_run(str(error))
         raise
     try:
         summary = trainer.fit()
     except TrainingError as error:
-        if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
-            print(f"rlexp-train: error: {error}; checkpoints/last.pt holds the last good state", file=sys.stderr)
-            sys.exit(1)
+        exit_in_single_run(f"{error}; checkpoints/last.pt holds the last good state")
         raise
     if summary["status"] == "interrupted":
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + (trainer.stop.signum or 0))
     return summary["eval_return_mean"]
+
+
+def exit_in_single_run(message: str) -> None:
+    """Report in one line and exit 1 from a single run; past this point Hydra would add its
+    own "Error executing job" line. In a multirun (or with a traceback requested) return,
+    so the caller re-raises and the sweep handles the failed job."""
+    if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
+        print(f"rlexp-train: error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 def traceback_requested() -> bool:

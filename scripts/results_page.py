@@ -24,8 +24,8 @@ from typing import Optional, Sequence
 import numpy as np
 import yaml
 
-from rlexp.report import Row, build_rows, fmt_mean_std, mean_std
-from rlexp.results import EVAL_TAG, Job, load_multirun, plot_learning_curves
+from rlexp.report import Row, build_rows
+from rlexp.results import EVAL_TAG, Job, fmt_mean_std, load_multirun, mean_std, plot_learning_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 
