@@ -10,7 +10,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from conftest import CONF, ROOT, run_cli
+from conftest import ROOT, run_cli
 
 try:
     gym.make("LunarLander-v3").close()
@@ -134,7 +134,3 @@ def test_eval_of_a_file_that_is_not_a_checkpoint(tmp_path):
                                         (["{run}", "episodes=many"], ["episodes"]), (["{run}", "checkpoint=first"], ["checkpoint"])])
 def test_bad_eval_arguments(good_run, args, named):
     assert_one_line_error(run_eval(*[a.format(run=good_run) for a in args]), *named)
-
-
-def test_conf_dir_is_the_one_tests_use():
-    assert (CONF / "config.yaml").is_file()
