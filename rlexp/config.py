@@ -95,6 +95,8 @@ class NetworkSchema:
     shared: bool = MISSING
     ortho_init: bool = MISSING
     log_std_init: Optional[float] = MISSING
+    use_sde: bool = MISSING
+    sde_sample_freq: int = MISSING
 
 
 @dataclass

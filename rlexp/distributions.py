@@ -1,6 +1,13 @@
-"""Action heads keyed by action space: Categorical for Discrete, diagonal Gaussian for Box."""
+"""Action heads keyed by action space: Categorical for Discrete, diagonal Gaussian for Box
+(with either state-independent noise or gSDE's state-dependent noise).
+
+Every head has the same small interface: ``forward(features)`` gives a distribution, and
+``sample``, ``log_prob``, ``entropy``, ``mode`` act on it.
+"""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import gymnasium as gym
 import torch
@@ -20,6 +27,9 @@ class CategoricalHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> Categorical:
         return Categorical(logits=self.logits(features), validate_args=False)
+
+    def sample(self, dist: Categorical) -> torch.Tensor:
+        return dist.sample()
 
     @staticmethod
     def log_prob(dist: Categorical, actions: torch.Tensor) -> torch.Tensor:
@@ -52,6 +62,9 @@ class GaussianHead(nn.Module):
         mean = self.mean(features)
         return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
 
+    def sample(self, dist: Normal) -> torch.Tensor:
+        return dist.sample()
+
     @staticmethod
     def log_prob(dist: Normal, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions).sum(-1)
@@ -65,9 +78,61 @@ class GaussianHead(nn.Module):
         return dist.mean
 
 
-def make_action_head(action_space: gym.Space, in_features: int, log_std_init: float = 0.0) -> nn.Module:
+class StateDependentNoiseHead(GaussianHead):
+    """generalized State-Dependent Exploration, gSDE (Raffin, Kober & Stulp, 2021).
+
+    The exploration noise is a linear function of the policy's last hidden features z(s):
+    a = mu(s) + z(s) @ E, with a noise matrix E ~ N(0, sigma^2) per environment (sigma is a
+    learned in_features x action_dim matrix). E is kept for ``sample_freq`` steps (-1: the
+    whole rollout), so nearby states get nearby noise: smooth exploration, where
+    independent noise per step shakes a joint back and forth. For a fixed E the action is
+    Gaussian with variance (z^2) @ sigma^2 per action dimension, which is what log_prob
+    and entropy use; z is detached there, as in SB3 (the features are learned through the
+    mean only).
+    """
+
+    def __init__(self, in_features: int, action_dim: int, log_std_init: float = 0.0, sample_freq: int = -1):
+        nn.Module.__init__(self)
+        self.mean = nn.Linear(in_features, action_dim)
+        self.log_std = nn.Parameter(torch.full((in_features, action_dim), float(log_std_init)))
+        self.output_layer = self.mean
+        self.sample_freq = int(sample_freq)
+        self.noise: Optional[torch.Tensor] = None  # (batch, in_features, action_dim), not saved
+        self.samples_since_reset = 0
+
+    def reset_noise(self, batch_size: int) -> None:
+        std = self.log_std.detach().exp()
+        self.noise = torch.randn((batch_size, *std.shape), device=std.device) * std
+        self.samples_since_reset = 0
+
+    def forward(self, features: torch.Tensor) -> Normal:
+        mean = self.mean(features)
+        latent = features.detach()
+        std = (latent.pow(2) @ self.log_std.exp().pow(2) + 1e-6).sqrt()
+        dist = Normal(mean, std, validate_args=False)
+        dist.latent = latent  # the sample needs z(s) as well as the moments
+        return dist
+
+    def sample(self, dist: Normal) -> torch.Tensor:
+        latent = dist.latent
+        stale = self.sample_freq > 0 and self.samples_since_reset >= self.sample_freq
+        if self.noise is None or self.noise.shape[0] != latent.shape[0] or stale:
+            self.reset_noise(latent.shape[0])
+        self.samples_since_reset += 1
+        return dist.mean + torch.bmm(latent.unsqueeze(1), self.noise).squeeze(1)
+
+
+def make_action_head(
+    action_space: gym.Space, in_features: int, log_std_init: float = 0.0, use_sde: bool = False, sde_sample_freq: int = -1
+) -> nn.Module:
     if isinstance(action_space, gym.spaces.Discrete):
+        if use_sde:
+            raise ConfigError("use_sde", f"applies to continuous (Box) action spaces only; this env's actions are {action_space}")
         return CategoricalHead(in_features, int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        if use_sde:
+            if sde_sample_freq == 0 or sde_sample_freq < -1:
+                raise ConfigError("sde_sample_freq", f"must be -1 (once per rollout) or >= 1, got {sde_sample_freq}")
+            return StateDependentNoiseHead(in_features, action_space.shape[0], log_std_init, sde_sample_freq)
         return GaussianHead(in_features, action_space.shape[0], log_std_init)
     raise ConfigError("env.id", f"action space {action_space} is not supported (Discrete or 1-D Box only)")

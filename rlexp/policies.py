@@ -47,6 +47,8 @@ class ActorCritic(nn.Module):
         shared: bool = False,
         ortho_init: bool = True,
         log_std_init: Optional[float] = None,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
     ):
         super().__init__()
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -61,7 +63,9 @@ class ActorCritic(nn.Module):
         self.is_continuous = isinstance(action_space, gym.spaces.Box)
         self.actor_body = mlp(obs_dim, hidden_sizes, activation)
         self.critic_body = self.actor_body if shared else mlp(obs_dim, hidden_sizes, activation)
-        self.action_head = make_action_head(action_space, hidden_sizes[-1], 0.0 if log_std_init is None else log_std_init)
+        self.action_head = make_action_head(
+            action_space, hidden_sizes[-1], 0.0 if log_std_init is None else log_std_init, use_sde, sde_sample_freq
+        )
         self.value_head = nn.Linear(hidden_sizes[-1], 1)
         if ortho_init:
             orthogonal_init(self.actor_body, math.sqrt(2))
@@ -81,7 +85,7 @@ class ActorCritic(nn.Module):
         """Sample actions for a batch of observations: (action, log_prob, value)."""
         actor, critic = self._features(obs)
         dist = self.action_head(actor)
-        action = dist.sample()
+        action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1)
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,4 +96,9 @@ class ActorCritic(nn.Module):
 
     def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         dist = self.action_head(self.actor_body(obs))
-        return self.action_head.mode(dist) if deterministic else dist.sample()
+        return self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)
+
+    def reset_noise(self, batch_size: int) -> None:
+        """Start a rollout: draw fresh gSDE noise matrices (nothing to do for other heads)."""
+        if hasattr(self.action_head, "reset_noise"):
+            self.action_head.reset_noise(batch_size)

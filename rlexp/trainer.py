@@ -105,6 +105,7 @@ class Trainer:
         """Fill the rollout with n_steps vector steps; return the next obs, the episode-end
         flags of the last step and the (return, length) of every episode that finished."""
         finished: list[tuple[float, int]] = []
+        self.policy.reset_noise(self.env.num_envs)  # gSDE: fresh noise for each rollout, as SB3
         for t in range(self.rollout.n_steps):
             obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
             action, log_prob, value = self.policy.act(obs_t)

@@ -55,6 +55,8 @@ TRAIN_CASES = [
     (["env.id=CartPoel-v1"], ["env.id", "CartPole-v1"]),          # unknown env id, close match suggested
     (["network.hidden_sizes=[]"], ["network.hidden_sizes"]),
     (["network.log_std_init=-0.5"], ["network.log_std_init", "continuous"]),  # a continuous-only setting on CartPole
+    (["network.use_sde=true"], ["network.use_sde", "continuous"]),             # gSDE on CartPole
+    (["env=pendulum", "network.use_sde=true", "network.sde_sample_freq=0"], ["network.sde_sample_freq", "-1"]),
     (["device=tpu"], ["device"]),
     (["resume=/nonexistent/run"], ["resume", "does not exist"]),
     (["algo.gamma=[1"], ["[1"]),                                   # unparsable override
