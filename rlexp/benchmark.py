@@ -36,10 +36,10 @@ CASES = {
     "cartpole": Case("CartPole-v1", "ppo_cartpole", 475.0, 100_000, dict(
         n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
         learning_rate=("linear", 1e-3), clip_range=("linear", 0.2), ent_coef=0.0)),
-    # RL Zoo ppo.yml, Pendulum-v1, without gSDE
+    # RL Zoo ppo.yml, Pendulum-v1 (gSDE, new noise every 4 steps), with the preset's linear LR decay on both sides
     "pendulum": Case("Pendulum-v1", "ppo_pendulum", -200.0, 100_000, dict(
         n_envs=4, n_steps=1024, batch_size=64, n_epochs=10, gamma=0.9, gae_lambda=0.95,
-        learning_rate=1e-3, clip_range=0.2, ent_coef=0.0), normalize=True),
+        learning_rate=("linear", 1e-3), clip_range=0.2, ent_coef=0.0, use_sde=True, sde_sample_freq=4)),
 }
 
 
