@@ -1,0 +1,27 @@
+"""The benchmark claims identical settings for rlexp and SB3: each case's SB3 keyword
+arguments must say what the rlexp preset it runs composes to (SB3 itself is not needed)."""
+
+import pytest
+
+from rlexp.benchmark import CASES
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
+    case = CASES[name]
+    cfg = compose_cfg(f"hparams={case.preset}")
+    sb3 = dict(case.sb3)
+    assert cfg.env.id == case.env_id
+    assert cfg.total_steps == case.total_steps
+    assert cfg.env.num_envs == sb3.pop("n_envs")
+    assert cfg.env.normalize_obs == cfg.env.normalize_reward == case.normalize
+    for key in ("learning_rate", "clip_range"):
+        value = sb3.pop(key)
+        schedule, initial = value if isinstance(value, tuple) else ("constant", value)
+        assert cfg.algo[key] == pytest.approx(initial), key
+        assert cfg.algo["lr_schedule" if key == "learning_rate" else "clip_range_schedule"] == schedule, key
+    for key in ("use_sde", "sde_sample_freq"):
+        default = {"use_sde": False, "sde_sample_freq": -1}[key]
+        assert cfg.network[key] == sb3.pop(key, default), key
+    for key, value in sb3.items():  # the rest share SB3's names
+        assert cfg.algo[key] == pytest.approx(value), key
