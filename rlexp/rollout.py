@@ -106,8 +106,11 @@ def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None
     than producing a tiny, noisy gradient step.
     """
     n = len(batch)
-    order = torch.randperm(n, generator=generator, device="cpu").to(batch.obs.device)
     n_full = max(round(n / batch_size), 1)
+    if n_full == 1:  # one minibatch is the whole batch: its order cannot change a mean
+        yield batch
+        return
+    order = torch.randperm(n, generator=generator, device="cpu").to(batch.obs.device)
     for i in range(n_full):
         end = n if i == n_full - 1 else (i + 1) * batch_size
         yield batch.select(order[i * batch_size : end])

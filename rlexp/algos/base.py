@@ -91,7 +91,8 @@ class OnPolicyAlgorithm:
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         # one host sync per step buys an error that names the culprit before any weight changes
-        if not bool(torch.isfinite(total) & torch.isfinite(grad_norm)):
+        # (a sum is finite only if both terms are: one check instead of two)
+        if not bool(torch.isfinite(total + grad_norm)):
             raise TrainingError(non_finite_report(terms, grad_norm))
         self.optimizer.step()
         return {**{k: v.detach() for k, v in terms.items()}, "loss/total": total.detach(), "train/grad_norm": grad_norm}
