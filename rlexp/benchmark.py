@@ -29,6 +29,7 @@ class Case:
     total_steps: int
     sb3: dict[str, Any] = field(default_factory=dict)
     normalize: bool = False
+    algo: str = "PPO"       # the SB3 class with the same algorithm
 
 
 CASES = {
@@ -40,6 +41,9 @@ CASES = {
     "pendulum": Case("Pendulum-v1", "ppo_pendulum", -200.0, 100_000, dict(
         n_envs=4, n_steps=1024, batch_size=64, n_epochs=10, gamma=0.9, gae_lambda=0.95,
         learning_rate=("linear", 1e-3), clip_range=0.2, ent_coef=0.0, use_sde=True, sde_sample_freq=4)),
+    # RL Zoo a2c.yml, LunarLander-v2 (run on v3), at the Zoo's 200k-step budget (the preset trains 1M)
+    "lunarlander_a2c": Case("LunarLander-v3", "a2c_lunarlander", 200.0, 200_000, dict(
+        n_envs=8, n_steps=5, gamma=0.995, learning_rate=("linear", 8.3e-4), ent_coef=1e-5), algo="A2C"),
 }
 
 
@@ -80,8 +84,8 @@ def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[s
 
 def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
     import numpy as np
+    import stable_baselines3
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -91,7 +95,7 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
     settings = dict(case.sb3)
     n_envs = settings.pop("n_envs")
     for key in ("learning_rate", "clip_range"):
-        if isinstance(settings.get(key), tuple):
+        if isinstance(settings.get(key), tuple):  # ("linear", initial)
             initial = settings[key][1]
             settings[key] = lambda progress, initial=initial: progress * initial
     env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed)
@@ -110,7 +114,7 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
         def _on_step(self) -> bool:
             return True
 
-    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    model = getattr(stable_baselines3, case.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
     callback = Rolling()
     start = time.perf_counter()
     model.learn(total_timesteps=case.total_steps, callback=callback)
@@ -162,7 +166,7 @@ METRICS = [("sps", "SPS"), ("train_time_s", "training wall time (s)"), ("time_to
 
 def table(results: list[dict[str, Any]], case: str) -> str:
     c = CASES[case]
-    lines = [f"### {c.env_id} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
+    lines = [f"### {c.algo} on {c.env_id} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
              "| metric | rlexp | SB3 | rlexp / SB3 |", "| --- | --- | --- | --- |"]
     for key, label in METRICS:
         ours = [r[key] for r in results if r["case"] == case and r["lib"] == "rlexp"]
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     import platform
 
     parser = argparse.ArgumentParser(description="rlexp vs Stable-Baselines3 on identical settings")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=["cartpole", "pendulum"], choices=list(CASES),
+                        help="default: the two PPO cases; lunarlander_a2c checks A2C against SB3 at the RL Zoo's settings")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-episodes", type=int, default=20)
