@@ -62,16 +62,13 @@ def peak_rss_mb() -> float:
 # -- the two workers (each runs in a fresh process) ---------------------------------
 
 def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-
-    import rlexp.config  # noqa: F401
+    from rlexp.config import compose_config
     from rlexp.trainer import Trainer
 
     overrides = [f"hparams={case.preset}", f"seed={seed}", f"torch_threads={threads}", f"total_steps={case.total_steps}",
                  "logger=none", "progress=false", "eval.every_steps=0", f"eval.episodes={eval_episodes}",
                  "checkpoint.every_updates=0", "device=cpu"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides)
     import tempfile
 
     with tempfile.TemporaryDirectory() as run_dir:

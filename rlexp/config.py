@@ -10,7 +10,8 @@ without a schema; it then gets no type checks but works the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -165,3 +166,15 @@ def register_schemas() -> None:
 
 
 register_schemas()
+
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> Any:
+    """The run config that ``rlexp-train <overrides>`` would get, composed outside a Hydra
+    app (benchmarks, profiling)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))

@@ -92,10 +92,9 @@ class StateDependentNoiseHead(GaussianHead):
     """
 
     def __init__(self, in_features: int, action_dim: int, log_std_init: float = 0.0, sample_freq: int = -1):
-        nn.Module.__init__(self)
-        self.mean = nn.Linear(in_features, action_dim)
+        super().__init__(in_features, action_dim, log_std_init)
+        # one std per (feature, action) pair instead of one per action
         self.log_std = nn.Parameter(torch.full((in_features, action_dim), float(log_std_init)))
-        self.output_layer = self.mean
         self.sample_freq = int(sample_freq)
         self.noise: Optional[torch.Tensor] = None  # (batch, in_features, action_dim), not saved
         self.samples_since_reset = 0

@@ -15,23 +15,16 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int = 15) -> str:
-    from hydra import compose, initialize_config_dir
-
-    import rlexp.config  # noqa: F401  (registers the schemas)
+    from rlexp.config import compose_config
     from rlexp.trainer import Trainer
 
     base = ["hparams=ppo_cartpole", "logger=none", "progress=false", "eval.every_steps=0", "checkpoint.every_updates=0"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name="config", overrides=base + overrides)
+    cfg = compose_config(base + overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir)
         algo, rollout = trainer.algo, trainer.rollout
@@ -43,8 +36,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
             return gradient_step(terms)
 
         algo.gradient_step = counted
-        obs, _ = trainer.env.reset(seed=cfg.seed)
-        ended = torch.zeros(trainer.env.num_envs, dtype=torch.bool, device=trainer.device) if trainer.to_env.native else np.zeros(trainer.env.num_envs, bool)
+        obs, ended = trainer.reset_envs(seed=cfg.seed)
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
 
         def one_rollout() -> tuple[float, float, float]:
@@ -53,10 +45,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
             obs, ended, _ = trainer.collect(obs, ended)
             sync()
             t1 = time.perf_counter()
-            if algo.needs_advantages:
-                with torch.inference_mode():
-                    last_value = trainer.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=trainer.device))
-                rollout.compute_gae(last_value, algo.gamma, algo.gae_lambda)
+            trainer.compute_advantages(obs)
             sync()
             t2 = time.perf_counter()
             algo.update(rollout, progress_remaining=1.0)

@@ -131,8 +131,7 @@ class Trainer:
             f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir,
         )
         # fresh episodes on resume: the environments' internal state is not checkpointed
-        obs, _ = self.env.reset(seed=cfg.seed + self.updates)
-        ended = torch.zeros(self.env.num_envs, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(self.env.num_envs, dtype=bool)
+        obs, ended = self.reset_envs(seed=cfg.seed + self.updates)
         clock = Clock(self.train_time)
         bar = tqdm(total=n_updates * steps_per_rollout, initial=self.global_step, unit="step", disable=None if cfg.progress else True, dynamic_ncols=True)
         try:
@@ -172,10 +171,7 @@ class Trainer:
         obs, ended, finished = self.collect(obs, ended)
         self.global_step += self.steps_per_rollout
         self._check_finite_rewards()
-        if self.algo.needs_advantages:
-            with torch.inference_mode():
-                last_value = self.policy.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-            self.rollout.compute_gae(last_value, self.algo.gamma, self.algo.gae_lambda)
+        self.compute_advantages(obs)
         # progress is measured at the start of the rollout so the last update still learns
         # (CleanRL's choice; SB3 measures after collection and spends its last update at lr 0)
         try:
@@ -185,6 +181,21 @@ class Trainer:
         self._check_finite_parameters()
         self.updates += 1
         return obs, ended, metrics, finished
+
+    def reset_envs(self, seed: int) -> tuple[Any, Any]:
+        """Fresh episodes in every env: (first observations, "previous step ended" flags)."""
+        obs, _ = self.env.reset(seed=seed)
+        shape = self.env.num_envs
+        ended = torch.zeros(shape, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(shape, dtype=bool)
+        return obs, ended
+
+    def compute_advantages(self, next_obs: Any) -> None:
+        """GAE advantages and value targets of the rollout, bootstrapped from V(next_obs)
+        (nothing to do for algorithms that use Monte Carlo returns)."""
+        if self.algo.needs_advantages:
+            with torch.inference_mode():
+                last_value = self.policy.value(torch.as_tensor(next_obs, dtype=torch.float32, device=self.device))
+            self.rollout.compute_gae(last_value, self.algo.gamma, self.algo.gae_lambda)
 
     def record(self, metrics: dict[str, float], finished: list[tuple[float, int]]) -> None:
         """Episode statistics, progress history and the TensorBoard scalars of one update."""
