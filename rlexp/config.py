@@ -117,6 +117,7 @@ class EvalSchema:
     every_steps: int = MISSING
     episodes: int = MISSING
     deterministic: bool = MISSING
+    stop_at: Optional[float] = None
 
 
 @dataclass

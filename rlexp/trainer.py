@@ -105,6 +105,7 @@ class Trainer:
         """Fill the rollout with n_steps vector steps; return the next obs, the episode-end
         flags of the last step and the (return, length) of every episode that finished."""
         finished: list[tuple[float, int]] = []
+        on_device: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # torch envs' episode info, read once
         self.policy.reset_noise(self.env.num_envs)  # gSDE: fresh noise for each rollout, as SB3
         for t in range(self.rollout.n_steps):
             obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
@@ -115,8 +116,14 @@ class Trainer:
             self.rollout.store_env(t, reward, terminated, truncated, valid=~ended)
             ended = terminated | truncated
             if "_episode" in info:
-                done = info["_episode"]
-                finished += zip(info["episode"]["r"][done].tolist(), info["episode"]["l"][done].tolist())
+                done, episode = info["_episode"], info["episode"]
+                if isinstance(done, torch.Tensor):  # no host read per step (on CUDA each is a sync)
+                    on_device.append((done, episode["r"], episode["l"]))
+                else:
+                    finished += zip(episode["r"][done].tolist(), episode["l"][done].tolist())
+        if on_device:
+            done, returns, lengths = (torch.stack(x) for x in zip(*on_device))
+            finished += zip(returns[done].tolist(), lengths[done].tolist())
         return obs, ended, finished
 
     # -- the loop -----------------------------------------------------------------
@@ -146,6 +153,9 @@ class Trainer:
                         with clock.paused():
                             self.evaluate_and_log()
                         next_eval += every
+                        if self.solved():
+                            log.info("eval return %.1f reached eval.stop_at=%g: stopping", self.eval_history[-1][1], cfg.eval.stop_at)
+                            break
                     if cfg.checkpoint.every_updates > 0 and self.updates % cfg.checkpoint.every_updates == 0:
                         self.save("last.pt")
         except TrainingError as error:
@@ -165,6 +175,11 @@ class Trainer:
                 self.global_step, self.train_time, summary["sps"], summary["eval_return_mean"], summary["eval_return_std"],
             )
         return summary
+
+    def solved(self) -> bool:
+        """Whether the last evaluation reached ``eval.stop_at``."""
+        stop_at = self.cfg.eval.get("stop_at")
+        return stop_at is not None and bool(self.eval_history) and self.eval_history[-1][1] >= stop_at
 
     def train_one_rollout(self, obs: Any, ended: Any, progress_remaining: float) -> tuple[Any, Any, dict[str, float], list[tuple[float, int]]]:
         """Collect one rollout, compute its advantages, update the policy."""
@@ -224,9 +239,13 @@ class Trainer:
             raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
 
     def _check_finite_parameters(self) -> None:
-        """Non-finite losses and gradients are stopped before the optimiser step (in the
-        algorithm's gradient_step); this catches a step that still produced NaN/Inf weights."""
-        for name, param in self.policy.named_parameters():
+        """Non-finite losses and gradient norms stop the run at the end of their update (the
+        algorithm's finish_update); this catches finite gradients that still produced
+        NaN/Inf weights (an infinite learning rate, say)."""
+        named = list(self.policy.named_parameters())
+        if bool(torch.stack([torch.isfinite(param).all() for _, param in named]).all()):  # one host read
+            return
+        for name, param in named:
             if not torch.isfinite(param).all():
                 raise TrainingError(f"parameter {name} became non-finite at step {self.global_step}")
 
@@ -309,6 +328,7 @@ class Trainer:
             "eval_return_mean": last[1],
             "eval_return_std": last[2],
             "best_eval_return": self.best_eval if self.eval_history else None,
+            "reached_stop_at": self.solved(),
             "eval_history": [list(e) for e in self.eval_history],
         }
 

@@ -66,16 +66,19 @@ def assert_within(states: torch.Tensor, low, high) -> None:
     assert bool(((states >= low) & (states <= high)).all()), states
 
 
+@pytest.mark.parametrize("sync_free", [False, True], ids=["host-reads", "sync-free"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_parity_with_gymnasium(env_id: str) -> None:
+def test_parity_with_gymnasium(env_id: str, sync_free: bool) -> None:
     """Free-running comparison over 300 vector steps (LOCKSTEP envs: re-synced every
     step); where an episode ends, the torch env's reset state (or a fresh broad one) is
-    copied into both."""
+    copied into both. ``sync_free`` is the step CUDA uses (no host reads: every sub-env
+    draws a reset state, episode info on every step), run here on the CPU."""
     n, steps, limit = 32, 300, PARITY_LIMIT[env_id]
     rng = np.random.default_rng(0)
     ref = vw.RecordEpisodeStatistics(gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", max_episode_steps=limit))
     subenvs = ref.unwrapped.envs
     env = make_torch_env(env_id, n, "cpu", seed=0, dtype=torch.float64, max_episode_steps=limit)
+    env.sync_free = sync_free
     ref.reset(seed=0)
     env.reset(seed=0)
     start = broad_states(env_id, rng, n)
@@ -104,8 +107,13 @@ def test_parity_with_gymnasium(env_id: str) -> None:
         ref_states = np.stack([gym_state(sub) for sub in subenvs])
         np.testing.assert_allclose(env.state.numpy()[live], ref_states[live], rtol=0, atol=1e-5, err_msg=where)
 
-        assert ("_episode" in info) == ("_episode" in ref_info), where
-        if "_episode" in info:
+        if sync_free:
+            assert "_episode" in info, where  # on every step, all false when no episode ended
+            if "_episode" not in ref_info:
+                assert not info["_episode"].any(), where
+        else:
+            assert ("_episode" in info) == ("_episode" in ref_info), where
+        if "_episode" in ref_info:
             done = ref_info["_episode"]
             np.testing.assert_array_equal(info["_episode"].numpy(), done, err_msg=where)
             np.testing.assert_allclose(info["episode"]["r"].numpy()[done], ref_info["episode"]["r"][done], atol=1e-4, err_msg=where)

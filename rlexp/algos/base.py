@@ -9,8 +9,9 @@ returns the mean of every entry over those steps, ready to be logged.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -90,10 +91,8 @@ class OnPolicyAlgorithm:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        # one host sync per step buys an error that names the culprit before any weight changes
-        # (a sum is finite only if both terms are: one check instead of two)
-        if not bool(torch.isfinite(total + grad_norm)):
-            raise TrainingError(non_finite_report(terms, grad_norm))
+        # no host read here: finish_update checks every step's loss and gradient norm once per
+        # update and names the first non-finite one (the trainer then stops without saving)
         self.optimizer.step()
         return {**{k: v.detach() for k, v in terms.items()}, "loss/total": total.detach(), "train/grad_norm": grad_norm}
 
@@ -130,8 +129,9 @@ class OnPolicyAlgorithm:
         step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
         return self.finish_update([step], batch)
 
-    def finish_update(self, steps: Iterable[dict[str, torch.Tensor]], batch: Batch) -> dict[str, float]:
-        """Average the per-step metrics (one host copy) and add the rollout-level ones."""
+    def finish_update(self, steps: list[dict[str, torch.Tensor]], batch: Batch) -> dict[str, float]:
+        """Average the per-step metrics (one host copy), stop on a non-finite loss or gradient
+        norm, and add the rollout-level metrics."""
         collected: dict[str, list[torch.Tensor]] = defaultdict(list)
         for step in steps:
             for key, value in step.items():
@@ -139,6 +139,10 @@ class OnPolicyAlgorithm:
         keys = list(collected)
         means = torch.stack([torch.stack(collected[k]).float().mean() for k in keys]).cpu().tolist() if keys else []
         metrics: dict[str, Any] = dict(zip(keys, means))
+        checked = [k for k in keys if k.startswith("loss/") or k == "train/grad_norm"]
+        if not all(math.isfinite(metrics[k]) for k in checked):  # a mean is finite only if every step was
+            first = next(i for i, step in enumerate(steps) if not all(torch.isfinite(step[k]) for k in checked))
+            raise TrainingError(non_finite_report(steps[first], steps[first]["train/grad_norm"]) + f" at gradient step {first + 1}")
         metrics["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if self.needs_advantages:
             metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
@@ -146,5 +150,6 @@ class OnPolicyAlgorithm:
 
 
 def non_finite_report(terms: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> str:
-    bad = [f"{key} is {value.item()}" for key, value in terms.items() if key.startswith("loss/") and not torch.isfinite(value)]
+    bad = [f"{key} is {value.item()}" for key, value in terms.items()
+           if key.startswith("loss/") and key != "loss/total" and not torch.isfinite(value)]
     return ", ".join(bad) if bad else f"train/grad_norm is {grad_norm.item()}"

@@ -21,12 +21,18 @@ contiguous vector (elementwise ops on strided columns cost several times more on
 
 Observations are float32 (the observation space's dtype); state, rewards and returns
 use ``dtype``: float32 by default, float64 to compare with Gymnasium's numpy envs.
-A step reads two numbers back to the host (how many sub-envs reset, whether any
-episode ended): Gymnasium's info contract needs the second; on CUDA each is a sync.
+On the CPU a step reads two numbers (how many sub-envs reset, whether any episode
+ended) to do only the work needed. On CUDA each such read would stall the host until
+the GPU catches up, so a step there never reads anything back: it draws initial
+states for every sub-env and keeps those of the resetting ones, and it puts
+``info["episode"]``/``info["_episode"]`` in every step's info (the mask all false when
+no episode ended). Consumers that select with the mask see the same episodes.
 """
 
 from __future__ import annotations
 
+import functools
+import numbers
 import operator
 from typing import Any, ClassVar, Optional, Union
 
@@ -57,15 +63,27 @@ def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
 
 
 def uniform(generator: torch.Generator, shape: tuple[int, ...], low: Any, high: Any, dtype: torch.dtype) -> torch.Tensor:
-    """``low + (high - low) * U[0, 1)``, the form numpy's ``Generator.uniform`` uses."""
+    """``low + (high - low) * U[0, 1)``, the form numpy's ``Generator.uniform`` uses.
+    Bounds are numbers or tensors; numbers stay Python scalars (no host-to-device copy,
+    which on CUDA would wait for the queued work: autoresets draw on every step there)."""
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
+    if isinstance(low, numbers.Real) and isinstance(high, numbers.Real):
+        return float(low) + (float(high) - float(low)) * u
     low = torch.as_tensor(low, dtype=dtype, device=generator.device)
     high = torch.as_tensor(high, dtype=dtype, device=generator.device)
-    return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
+    return low + (high - low) * u
+
+
+@functools.lru_cache(maxsize=64)
+def column(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A ``(len(values), 1)`` tensor on ``device``, made once per distinct bounds."""
+    return torch.tensor(values, dtype=dtype, device=device)[:, None]
 
 
 def uniform_columns(generator: torch.Generator, n: int, low: list[float], high: list[float], dtype: torch.dtype) -> torch.Tensor:
     """``n`` uniform draws of a state vector, shape ``(len(low), n)``: one row per variable."""
-    return uniform(generator, (len(low), n), torch.tensor(low)[:, None], torch.tensor(high)[:, None], dtype)
+    device = generator.device
+    return uniform(generator, (len(low), n), column(tuple(map(float, low)), dtype, device), column(tuple(map(float, high)), dtype, device), dtype)
 
 
 class TorchVectorEnv(VectorEnv):
@@ -100,6 +118,8 @@ class TorchVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._discrete = isinstance(self.single_action_space, spaces.Discrete)
+        # CUDA: no host reads inside step() (see the module docstring)
+        self.sync_free = self.device.type != "cpu"
 
         self.generator = torch.Generator(device=self.device)
         if seed is None:
@@ -163,10 +183,16 @@ class TorchVectorEnv(VectorEnv):
         elapsed = self.elapsed_steps + 1
         truncated = elapsed >= self.max_episode_steps
         returns = self.episode_returns + reward
-        num_resetting = int(resetting.sum())  # the host needs the count to draw the states
-        if num_resetting:
-            # NEXT_STEP autoreset: these sub-envs ignore their action and start over
-            state[:, resetting] = self.sample_initial_state(num_resetting)
+        # NEXT_STEP autoreset: the resetting sub-envs ignore their action and start over
+        if self.sync_free:
+            state = torch.where(resetting, self.sample_initial_state(self.num_envs), state)
+            any_resetting = True  # not known without a sync; the masked updates below are exact either way
+        else:
+            num_resetting = int(resetting.sum())  # the count says how many states to draw
+            any_resetting = num_resetting > 0
+            if any_resetting:
+                state[:, resetting] = self.sample_initial_state(num_resetting)
+        if any_resetting:
             keep = ~resetting
             reward = reward.masked_fill(resetting, 0.0)
             terminated, truncated = terminated & keep, truncated & keep
@@ -176,7 +202,7 @@ class TorchVectorEnv(VectorEnv):
         self.needs_reset = done = terminated | truncated
 
         infos: dict[str, Any] = {}
-        if bool(done.any()):
+        if self.sync_free or bool(done.any()):
             infos["episode"] = {
                 "r": torch.where(done, self.episode_returns, 0.0),
                 "l": torch.where(done, self.elapsed_steps, 0),

@@ -1,0 +1,51 @@
+"""The GPU path, checked on the CPU: episode statistics read once per rollout, the
+sync-free env step, eval.stop_at, and the GPU preset learning at a CPU-sized scale."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_cli
+from rlexp.trainer import Trainer
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_episode_statistics_of_a_rollout_match_its_episode_ends(compose_cfg, tmp_path, sync_free):
+    """Torch envs' episode info is kept on the device and read once per rollout: every
+    episode that ended in the rollout is reported once, with return == length (CartPole)."""
+    cfg = compose_cfg("env.backend=torch", "env.num_envs=32", "algo.n_steps=200", "device=cpu", "logger=none", "progress=false")
+    trainer = Trainer(cfg, tmp_path)
+    trainer.env.sync_free = sync_free
+    obs, ended = trainer.reset_envs(seed=0)
+    _, _, finished = trainer.collect(obs, ended)
+    ends = trainer.rollout.terminated_env | trainer.rollout.truncated_env
+    assert len(finished) == int(ends.sum()) > 32  # an untrained policy ends many short episodes
+    assert all(ret == length for ret, length in finished)
+    # in time order, env by env within a step: the first reported is the first to end
+    t, env = [int(i) for i in ends.nonzero()[0]]
+    assert finished[0][1] == t + 1  # no episode of that env ended before step t
+
+
+def test_stop_at_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("eval.stop_at=200", "eval.every_steps=2048", "eval.episodes=5", "progress=false", "logger=none",
+                     f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    reached = [mean >= 200 for _, mean, _ in summary["eval_history"]]
+    assert summary["status"] == "finished" and summary["reached_stop_at"]
+    assert reached[-1] and not any(reached[:-1])  # stopped at the first one
+    assert summary["steps"] == summary["eval_history"][-1][0] < 100_000
+    assert (run_dir / "checkpoints" / "last.pt").exists() and "reached eval.stop_at=200" in result.stdout + result.stderr
+
+
+def test_gpu_preset_learns_on_cpu(tmp_path):
+    """hparams=ppo_cartpole_gpu's code path (torch-native envs, big batches) end to end,
+    at a CPU-sized scale, stopping at the first evaluation that reaches 475."""
+    run_dir = tmp_path / "run"
+    result = run_cli("hparams=ppo_cartpole_gpu", "device=cpu", "env.num_envs=256", "algo.batch_size=2048", "torch_threads=2",
+                     "eval.every_steps=16384", "eval.stop_at=475", "total_steps=600000", "progress=false", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["reached_stop_at"] and summary["eval_return_mean"] >= 475 and summary["steps"] < 600_000
