@@ -17,12 +17,17 @@ BUDGET = 1024  # env steps per smoke run
 
 def rollout_overrides(cfg) -> list[str]:
     """Shrink the rollout when one of the preset's rollouts is longer than the budget
-    (BipedalWalker's is 32 x 2048 steps); the other values stay as the preset sets them."""
+    (BipedalWalker's is 32 x 2048 steps, ppo_cartpole_gpu's 4,096 x 32); the other values
+    stay as the preset sets them."""
     num_envs, n_steps = cfg.env.num_envs, cfg.algo.n_steps
     if num_envs * n_steps <= BUDGET:
         return []
+    overrides = []
+    if num_envs > BUDGET // 4:  # ppo_cartpole_gpu's 4,096 envs: a few steps of a smaller batch
+        num_envs = BUDGET // 4
+        overrides.append(f"env.num_envs={num_envs}")
     n_steps = max(1, BUDGET // num_envs)
-    overrides = [f"algo.n_steps={n_steps}"]
+    overrides.append(f"algo.n_steps={n_steps}")
     if "batch_size" in cfg.algo and cfg.algo.batch_size > n_steps * num_envs:
         overrides.append(f"algo.batch_size={n_steps * num_envs}")
     return overrides
