@@ -41,9 +41,11 @@ CASES = {
     "pendulum": Case("Pendulum-v1", "ppo_pendulum", -200.0, 100_000, dict(
         n_envs=4, n_steps=1024, batch_size=64, n_epochs=10, gamma=0.9, gae_lambda=0.95,
         learning_rate=("linear", 1e-3), clip_range=0.2, ent_coef=0.0, use_sde=True, sde_sample_freq=4)),
-    # RL Zoo a2c.yml, LunarLander-v2 (run on v3), at the Zoo's 200k-step budget (the preset trains 1M)
+    # RL Zoo a2c.yml, LunarLander-v2 (run on v3), plus the preset's observation/reward normalisation
+    # (SB3: VecNormalize, which also clips at 10) and GAE lambda 0.95; the Zoo's 200k-step budget (the preset trains 1M)
     "lunarlander_a2c": Case("LunarLander-v3", "a2c_lunarlander", 200.0, 200_000, dict(
-        n_envs=8, n_steps=5, gamma=0.995, learning_rate=("linear", 8.3e-4), ent_coef=1e-5), algo="A2C"),
+        n_envs=8, n_steps=5, gamma=0.995, gae_lambda=0.95, learning_rate=("linear", 8.3e-4), ent_coef=1e-5),
+        normalize=True, algo="A2C"),
 }
 
 
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="rlexp vs Stable-Baselines3 on identical settings")
     parser.add_argument("--cases", nargs="+", default=["cartpole", "pendulum"], choices=list(CASES),
-                        help="default: the two PPO cases; lunarlander_a2c checks A2C against SB3 at the RL Zoo's settings")
+                        help="default: the two PPO cases; lunarlander_a2c checks A2C against SB3 at the a2c_lunarlander preset's settings")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-episodes", type=int, default=20)
