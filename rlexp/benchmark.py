@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -136,13 +137,19 @@ def worker(lib: str, case_name: str, seed: int, threads: int, eval_episodes: int
 
 # -- the driver ----------------------------------------------------------------------
 
-def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes)]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+def worker_result(args: list[str], what: str, **env: str) -> dict[str, Any]:
+    """Run ``python -m <args>`` in a fresh process and return the dict its ``RESULT {json}``
+    line carries (the workers of both benchmarks print one)."""
+    out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"{lib} {case} seed {seed} failed:\n{out.stderr[-3000:]}")
+    raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
+
+
+def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
+    args = ["rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes)]
+    return worker_result(args, f"{lib} {case} seed {seed}", OMP_NUM_THREADS=str(threads))
 
 
 def mean_std(values: list[float]) -> str:

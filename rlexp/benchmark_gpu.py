@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from rlexp.benchmark import worker_result
+
 T0 = time.perf_counter()
 
 # name -> overrides on top of hparams=ppo_cartpole_gpu
@@ -87,15 +86,10 @@ def run_worker(overrides: list[str], seed: int, device: str, threshold: float) -
 
 def run_one(variant: str, overrides: list[str], seed: int, device: str, threshold: float) -> dict[str, Any]:
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "rlexp.benchmark_gpu", "--worker", json.dumps([overrides, seed, device, threshold])]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    process_s = time.perf_counter() - start
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-            result.update(variant=variant, seed=seed, process_s=process_s)
-            return result
-    raise RuntimeError(f"{variant} seed {seed} failed:\n{out.stderr[-3000:]}")
+    args = ["rlexp.benchmark_gpu", "--worker", json.dumps([overrides, seed, device, threshold])]
+    result = worker_result(args, f"{variant} seed {seed}", PYTHONUNBUFFERED="1")
+    result.update(variant=variant, seed=seed, process_s=time.perf_counter() - start)
+    return result
 
 
 def fmt(values: list[float], digits: int = 2) -> str:

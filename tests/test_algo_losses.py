@@ -226,3 +226,25 @@ def test_bad_values_name_their_key(cls, key, value):
     with pytest.raises(ConfigError) as error:
         make(cls, **{key: value})
     assert error.value.key == key
+
+
+def test_finish_update_names_the_first_non_finite_step_and_trusts_only_per_step_checks():
+    """The once-per-update finiteness check looks at every step, not at the means: two
+    finite but huge losses whose float32 mean overflows are not an error, and a NaN in
+    the second of three steps is reported as that step, naming the term."""
+    from rlexp.errors import TrainingError
+
+    algo = make(A2C)
+    batch = make_batch([1.0, 2.0, 3.0])
+
+    def step(value_loss, grad_norm=1.0):
+        return {"loss/policy": torch.tensor(0.5), "loss/value": torch.tensor(value_loss),
+                "loss/total": torch.tensor(0.5 + value_loss), "train/grad_norm": torch.tensor(grad_norm)}
+
+    metrics = algo.finish_update([step(3e38), step(3e38)], batch)
+    assert metrics["loss/value"] == math.inf  # the mean overflows; every step was finite
+    with pytest.raises(TrainingError, match=r"^loss/value is nan at gradient step 2$"):
+        algo.finish_update([step(1.0), step(float("nan")), step(float("inf"))], batch)
+    with pytest.raises(TrainingError, match=r"^train/grad_norm is inf at gradient step 1$"):
+        algo.finish_update([step(1.0, grad_norm=float("inf"))], batch)
+    assert algo.finish_update([], batch)["train/learning_rate"] == pytest.approx(1e-3)  # no step (target_kl stop at once)

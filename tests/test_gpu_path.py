@@ -49,3 +49,22 @@ def test_gpu_preset_learns_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["reached_stop_at"] and summary["eval_return_mean"] >= 475 and summary["steps"] < 600_000
+
+
+def test_benchmark_gpu_script_runs_on_cpu(tmp_path):
+    """scripts/benchmark_gpu.py end to end on its CPU-sized variant: one worker process,
+    a markdown table and the raw results."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "gpu.md"
+    result = subprocess.run([sys.executable, "scripts/benchmark_gpu.py", "--device", "cpu", "--variants", "small", "--seeds", "1",
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = [line for line in out.read_text().splitlines() if line.startswith("| small |")]
+    assert "| 1/1 |" in row  # solved
+    (run,) = json.loads(out.with_suffix(".json").read_text())
+    assert run["solved"] and run["device"] == "cpu" and run["sps"] > 0 and run["process_s"] > run["setup_s"] > 0
+    assert run["evals"][-1][3] >= 475 and run["steps_to_solve"] == run["evals"][-1][0]

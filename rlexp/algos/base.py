@@ -9,7 +9,6 @@ returns the mean of every entry over those steps, ready to be logged.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any, Callable, Optional
 
@@ -137,19 +136,25 @@ class OnPolicyAlgorithm:
             for key, value in step.items():
                 collected[key].append(value)
         keys = list(collected)
-        means = torch.stack([torch.stack(collected[k]).float().mean() for k in keys]).cpu().tolist() if keys else []
-        metrics: dict[str, Any] = dict(zip(keys, means))
-        checked = [k for k in keys if k.startswith("loss/") or k == "train/grad_norm"]
-        if not all(math.isfinite(metrics[k]) for k in checked):  # a mean is finite only if every step was
-            first = next(i for i, step in enumerate(steps) if not all(torch.isfinite(step[k]) for k in checked))
-            raise TrainingError(non_finite_report(steps[first], steps[first]["train/grad_norm"]) + f" at gradient step {first + 1}")
+        stacked = [torch.stack(collected[k]).float() for k in keys]  # (steps,) per key
+        checked = [v for k, v in zip(keys, stacked) if k.startswith("loss/") or k == "train/grad_norm"]
+        parts = [torch.stack([v.mean() for v in stacked])] if stacked else []
+        if checked:  # which steps had every loss term and the gradient norm finite
+            parts.append(torch.stack(checked).isfinite().all(dim=0).float())
+        host = torch.cat(parts).cpu().tolist() if parts else []  # the update's one host copy
+        metrics: dict[str, Any] = dict(zip(keys, host[: len(keys)]))
+        finite = host[len(keys):]
+        if not all(finite):
+            first = finite.index(0.0)
+            raise TrainingError(f"{non_finite_report(steps[first])} at gradient step {first + 1}")
         metrics["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if self.needs_advantages:
             metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         return metrics
 
 
-def non_finite_report(terms: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> str:
-    bad = [f"{key} is {value.item()}" for key, value in terms.items()
+def non_finite_report(step: dict[str, torch.Tensor]) -> str:
+    """The non-finite loss terms of one gradient step's results, else its gradient norm."""
+    bad = [f"{key} is {value.item()}" for key, value in step.items()
            if key.startswith("loss/") and key != "loss/total" and not torch.isfinite(value)]
-    return ", ".join(bad) if bad else f"train/grad_norm is {grad_norm.item()}"
+    return ", ".join(bad) if bad else f"train/grad_norm is {step['train/grad_norm'].item()}"
