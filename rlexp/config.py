@@ -132,6 +132,7 @@ class RunSchema:
     total_steps: int = MISSING
     torch_threads: int = MISSING
     compile: bool = MISSING
+    fast_cpu: Any = MISSING  # auto | true | false
     progress: bool = MISSING
     log_interval: int = MISSING
     resume: Optional[str] = MISSING

@@ -59,7 +59,7 @@ class ActorCritic(nn.Module):
         if log_std_init is not None and not isinstance(action_space, gym.spaces.Box):
             raise ConfigError("log_std_init", f"applies to continuous (Box) action spaces only; this env's actions are {action_space}")
         obs_dim = observation_space.shape[0]
-        self.shared = shared
+        self.shared, self.activation = shared, activation
         self.is_continuous = isinstance(action_space, gym.spaces.Box)
         self.actor_body = mlp(obs_dim, hidden_sizes, activation)
         self.critic_body = self.actor_body if shared else mlp(obs_dim, hidden_sizes, activation)

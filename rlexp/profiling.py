@@ -29,13 +29,15 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         trainer = Trainer(cfg, run_dir)
         algo, rollout = trainer.algo, trainer.rollout
         steps = {"n": 0}
-        gradient_step = algo.gradient_step
+        # count gradient steps on whichever path runs them: autograd, or rlexp.fast_cpu's numpy
+        owner, name = (trainer.fast, "ppo_step") if trainer.fast is not None else (algo, "gradient_step")
+        step_function = getattr(owner, name)
 
-        def counted(terms):
+        def counted(*args, **kwargs):
             steps["n"] += 1
-            return gradient_step(terms)
+            return step_function(*args, **kwargs)
 
-        algo.gradient_step = counted
+        setattr(owner, name, counted)
         obs, ended = trainer.reset_envs(seed=cfg.seed)
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
 
@@ -63,7 +65,8 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         lines = [
             f"overrides: {' '.join(base + overrides)}",
             f"device {trainer.device}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; "
-            f"median of {rollouts} rollouts of {env_steps} env steps, {grad_steps:g} gradient steps each",
+            f"median of {rollouts} rollouts of {env_steps} env steps, {grad_steps:g} gradient steps each; "
+            f"update path: {'fast_cpu (numpy, rlexp/fast_cpu.py)' if trainer.fast is not None else 'autograd'}",
             "",
             "| phase | per rollout (ms) | share | unit cost |",
             "| --- | --- | --- | --- |",
@@ -75,7 +78,8 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(3):
                 algo.update(rollout, progress_remaining=1.0)
-        lines += ["", f"Top {top} operators by self CPU time over 3 updates:", "",
+        unseen = " (the fast path's numpy work is not listed: only its matrix products run in torch)" if trainer.fast is not None else ""
+        lines += ["", f"Top {top} operators by self CPU time over 3 updates{unseen}:", "",
                   prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)]
         trainer.env.close()
     return "\n".join(lines)

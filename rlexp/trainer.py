@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from rlexp import fast_cpu
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
@@ -65,6 +66,9 @@ class Trainer:
         if cfg.compile:
             # dynamic: minibatch sizes vary a little (autoreset steps are dropped)
             self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
+        self.fast = fast_cpu.select(cfg.get("fast_cpu", "auto"), self.policy, self.algo, self.device, compiled=bool(cfg.compile))
+        if self.fast is not None:
+            self.algo.fast = self.fast
 
         space = self.env.single_action_space
         self.rollout = Rollout(
@@ -107,6 +111,8 @@ class Trainer:
         finished: list[tuple[float, int]] = []
         on_device: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # torch envs' episode info, read once
         self.policy.reset_noise(self.env.num_envs)  # gSDE: fresh noise for each rollout, as SB3
+        if self.fast is not None and not self.to_env.native:
+            return self._collect_fast(obs, ended)
         for t in range(self.rollout.n_steps):
             obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
             action, log_prob, value = self.policy.act(obs_t)
@@ -124,6 +130,23 @@ class Trainer:
         if on_device:
             done, returns, lengths = (torch.stack(x) for x in zip(*on_device))
             finished += zip(returns[done].tolist(), lengths[done].tolist())
+        return obs, ended, finished
+
+    def _collect_fast(self, obs: np.ndarray, ended: np.ndarray) -> tuple[Any, Any, list[tuple[float, int]]]:
+        """collect() with the policy evaluated by rlexp.fast_cpu: numpy from env to buffer."""
+        finished: list[tuple[float, int]] = []
+        rollout = self.rollout
+        obs_buf, action_buf, log_prob_buf, value_buf = (x.numpy() for x in (rollout.obs, rollout.actions, rollout.log_probs, rollout.values))
+        for t in range(rollout.n_steps):
+            obs_buf[t] = obs
+            action, log_prob, value = self.fast.act(obs_buf[t])
+            action_buf[t], log_prob_buf[t], value_buf[t] = action, log_prob, value
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            rollout.store_env(t, reward, terminated, truncated, valid=~ended)
+            ended = terminated | truncated
+            if "_episode" in info:
+                done, episode = info["_episode"], info["episode"]
+                finished += zip(episode["r"][done].tolist(), episode["l"][done].tolist())
         return obs, ended, finished
 
     # -- the loop -----------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_nan_in_a_loss_is_named(compose_cfg, tmp_path):
     from rlexp.errors import TrainingError
     from rlexp.trainer import Trainer
 
-    cfg = compose_cfg("total_steps=8192", "checkpoint.every_updates=1", "eval.every_steps=0", "progress=false", "logger=none")
+    cfg = compose_cfg("total_steps=8192", "checkpoint.every_updates=1", "eval.every_steps=0", "progress=false", "logger=none", "fast_cpu=false")
     trainer = Trainer(cfg, tmp_path)
     real_loss, calls = trainer.algo.loss, {"n": 0}
 
@@ -130,6 +130,32 @@ def test_nan_in_a_loss_is_named(compose_cfg, tmp_path):
 
     trainer.algo.loss = poisoned
     with pytest.raises(TrainingError, match="loss/value is nan"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["global_step"] == 3 * ROLLOUT
+    assert all(bool(p.isfinite().all()) for p in state["policy"].values())
+
+
+def test_nan_in_a_fast_cpu_loss_is_named(compose_cfg, tmp_path):
+    """The same on the numpy fast path: a NaN value target in the 4th update's second
+    gradient step stops the run, names term and step, and saves nothing from that update."""
+    import numpy as np
+
+    from rlexp.errors import TrainingError
+    from rlexp.trainer import Trainer
+
+    cfg = compose_cfg("total_steps=8192", "checkpoint.every_updates=1", "eval.every_steps=0", "progress=false", "logger=none", "fast_cpu=true")
+    trainer = Trainer(cfg, tmp_path)
+    real_step, calls = trainer.fast.ppo_step, {"n": 0}
+
+    def poisoned(batch, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3 * trainer.algo.n_epochs * 4 + 2:  # 4 minibatches per epoch: the 4th update's 2nd step
+            batch = batch[:5] + (np.full_like(batch[5], np.nan),)
+        return real_step(batch, **kwargs)
+
+    trainer.fast.ppo_step = poisoned
+    with pytest.raises(TrainingError, match=r"^loss/value is nan at gradient step 2 in the update ending at step 4096$"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["global_step"] == 3 * ROLLOUT

@@ -9,9 +9,10 @@ returns the mean of every entry over those steps, ready to be logged.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -129,32 +130,30 @@ class OnPolicyAlgorithm:
         return self.finish_update([step], batch)
 
     def finish_update(self, steps: list[dict[str, torch.Tensor]], batch: Batch) -> dict[str, float]:
-        """Average the per-step metrics (one host copy), stop on a non-finite loss or gradient
-        norm, and add the rollout-level metrics."""
-        collected: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for step in steps:
-            for key, value in step.items():
-                collected[key].append(value)
-        keys = list(collected)
-        stacked = [torch.stack(collected[k]).float() for k in keys]  # (steps,) per key
-        checked = [v for k, v in zip(keys, stacked) if k.startswith("loss/") or k == "train/grad_norm"]
-        parts = [torch.stack([v.mean() for v in stacked])] if stacked else []
-        if checked:  # which steps had every loss term and the gradient norm finite
-            parts.append(torch.stack(checked).isfinite().all(dim=0).float())
-        host = torch.cat(parts).cpu().tolist() if parts else []  # the update's one host copy
-        metrics: dict[str, Any] = dict(zip(keys, host[: len(keys)]))
-        finite = host[len(keys):]
-        if not all(finite):
-            first = finite.index(0.0)
-            raise TrainingError(f"{non_finite_report(steps[first])} at gradient step {first + 1}")
+        """Average the per-step metrics, stop on a non-finite loss or gradient norm, and add
+        the rollout-level metrics. The steps' numbers reach the host in one copy."""
+        keys = list(dict.fromkeys(key for step in steps for key in step))
+        per_step = torch.stack([torch.stack([step[k] for k in keys]).float() for step in steps]).cpu().numpy() if steps else None
+        return self.summarize_steps(keys, per_step, batch)
+
+    def summarize_steps(self, keys: list[str], per_step: Optional[np.ndarray], batch: Batch) -> dict[str, float]:
+        """``per_step``: one row per gradient step, one column per key (None: no step)."""
+        metrics: dict[str, Any] = {}
+        if per_step is not None and len(per_step):
+            checked = [i for i, k in enumerate(keys) if k.startswith("loss/") or k == "train/grad_norm"]
+            finite = np.isfinite(per_step[:, checked]).all(axis=1)
+            if not finite.all():
+                first = int(np.argmin(finite))
+                raise TrainingError(f"{non_finite_report(keys, per_step[first])} at gradient step {first + 1}")
+            metrics = dict(zip(keys, per_step.astype(np.float64).mean(axis=0).tolist()))  # float64: no overflow
         metrics["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if self.needs_advantages:
             metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         return metrics
 
 
-def non_finite_report(step: dict[str, torch.Tensor]) -> str:
-    """The non-finite loss terms of one gradient step's results, else its gradient norm."""
-    bad = [f"{key} is {value.item()}" for key, value in step.items()
-           if key.startswith("loss/") and key != "loss/total" and not torch.isfinite(value)]
-    return ", ".join(bad) if bad else f"train/grad_norm is {step['train/grad_norm'].item()}"
+def non_finite_report(keys: list[str], row: np.ndarray) -> str:
+    """The non-finite loss terms of one gradient step's row, else its gradient norm."""
+    bad = [f"{key} is {value}" for key, value in zip(keys, row.tolist())
+           if key.startswith("loss/") and key != "loss/total" and not math.isfinite(value)]
+    return ", ".join(bad) if bad else f"train/grad_norm is {row[keys.index('train/grad_norm')]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm
@@ -34,6 +35,7 @@ class PPO(OnPolicyAlgorithm):
         self.initial_clip_range, self.clip_range_schedule = float(clip_range), clip_range_schedule
         self.clip_range = self.initial_clip_range
         self.clip_range_vf, self.target_kl = clip_range_vf, target_kl
+        self.fast = None  # rlexp.fast_cpu.FastActorCritic when the trainer enables fast_cpu
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
@@ -71,6 +73,15 @@ class PPO(OnPolicyAlgorithm):
         self.set_progress(progress_remaining)
         self.clip_range = self.scheduled(self.initial_clip_range, self.clip_range_schedule, progress_remaining)
         batch = rollout.batch()
+        if self.fast is not None:
+            metrics, stopped_early = self._update_fast(batch)
+        else:
+            metrics, stopped_early = self._update_autograd(batch)
+        metrics["train/clip_range"] = self.clip_range
+        metrics["train/epochs_stopped_early"] = float(stopped_early)
+        return metrics
+
+    def _update_autograd(self, batch: Batch) -> tuple[dict[str, float], bool]:
         steps, stopped_early = [], False
         for _ in range(self.n_epochs):
             for minibatch in minibatches(batch, self.batch_size):
@@ -82,7 +93,29 @@ class PPO(OnPolicyAlgorithm):
                 steps.append(self.gradient_step(terms))
             if stopped_early:
                 break
-        metrics = self.finish_update(steps, batch)
-        metrics["train/clip_range"] = self.clip_range
-        metrics["train/epochs_stopped_early"] = float(stopped_early)
-        return metrics
+        return self.finish_update(steps, batch), stopped_early
+
+    def _update_fast(self, batch: Batch) -> tuple[dict[str, float], bool]:
+        """The same epochs and minibatches, each step computed by rlexp.fast_cpu in numpy."""
+        from rlexp.fast_cpu import STEP_KEYS
+
+        fast = self.fast
+        fast.attach_optimizer_state()  # after a resume, take over the loaded Adam state
+        lr = self.optimizer.param_groups[0]["lr"]
+        kl_limit = 1.5 * self.target_kl if self.target_kl is not None else None
+        rows, stopped_early = [], False
+        for _ in range(self.n_epochs):
+            for minibatch in minibatches(batch, self.batch_size):
+                row = fast.ppo_step(
+                    tuple(field.numpy() for field in minibatch), clip_range=self.clip_range, clip_range_vf=self.clip_range_vf,
+                    ent_coef=self.ent_coef, vf_coef=self.vf_coef, normalize_advantage=self.normalize_advantage,
+                    max_grad_norm=self.max_grad_norm, lr=lr, kl_limit=kl_limit,
+                )
+                if row is None:
+                    stopped_early = True
+                    break
+                rows.append(row)
+            if stopped_early:
+                break
+        fast.sync_step_count()
+        return self.summarize_steps(list(STEP_KEYS), np.stack(rows) if rows else None, batch), stopped_early
