@@ -64,13 +64,13 @@ def peak_rss_mb() -> float:
 
 # -- the two workers (each runs in a fresh process) ---------------------------------
 
-def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
+def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> dict[str, Any]:
     from rlexp.config import compose_config
     from rlexp.trainer import Trainer
 
     overrides = [f"hparams={case.preset}", f"seed={seed}", f"torch_threads={threads}", f"total_steps={case.total_steps}",
                  "logger=none", "progress=false", "eval.every_steps=0", f"eval.episodes={eval_episodes}",
-                 "checkpoint.every_updates=0", "device=cpu"]
+                 "checkpoint.every_updates=0", "device=cpu", *extra]
     cfg = compose_config(overrides)
     import tempfile
 
@@ -79,7 +79,8 @@ def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[s
         summary = trainer.fit()
     steps, seconds = first_reaching(trainer.progress_history, case.threshold)
     return {"sps": summary["sps"], "train_time_s": summary["train_time_s"], "steps_to_threshold": steps, "time_to_threshold_s": seconds,
-            "eval_return": summary["eval_return_mean"], "steps": summary["steps"]}
+            "eval_return": summary["eval_return_mean"], "steps": summary["steps"],
+            "update_path": "fast_cpu" if trainer.fast is not None else "autograd"}
 
 
 def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
@@ -129,8 +130,9 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
             "eval_return": float(mean), "steps": model.num_timesteps}
 
 
-def worker(lib: str, case_name: str, seed: int, threads: int, eval_episodes: int) -> None:
-    result = (run_rlexp if lib == "rlexp" else run_sb3)(CASES[case_name], seed, threads, eval_episodes)
+def worker(lib: str, case_name: str, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> None:
+    case = CASES[case_name]
+    result = run_rlexp(case, seed, threads, eval_episodes, extra) if lib == "rlexp" else run_sb3(case, seed, threads, eval_episodes)
     result.update(lib=lib, case=case_name, seed=seed, peak_rss_mb=peak_rss_mb())
     print("RESULT " + json.dumps(result))
 
@@ -147,8 +149,8 @@ def worker_result(args: list[str], what: str, **env: str) -> dict[str, Any]:
     raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
 
 
-def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:
-    args = ["rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes)]
+def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> dict[str, Any]:
+    args = ["rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes), *(extra if lib == "rlexp" else ())]
     return worker_result(args, f"{lib} {case} seed {seed}", OMP_NUM_THREADS=str(threads))
 
 
@@ -172,7 +174,9 @@ METRICS = [("sps", "SPS"), ("train_time_s", "training wall time (s)"), ("time_to
 
 def table(results: list[dict[str, Any]], case: str) -> str:
     c = CASES[case]
+    paths = sorted({r.get("update_path", "?") for r in results if r["case"] == case and r["lib"] == "rlexp"})
     lines = [f"### {c.algo} on {c.env_id} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
+             f"rlexp's update path: {', '.join(paths)}", "",
              "| metric | rlexp | SB3 | rlexp / SB3 |", "| --- | --- | --- | --- |"]
     for key, label in METRICS:
         ours = [r[key] for r in results if r["case"] == case and r["lib"] == "rlexp"]
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here too")
+    parser.add_argument("--rlexp-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra rlexp config overrides, e.g. fast_cpu=false to time the autograd path")
     args = parser.parse_args(argv)
     try:
         import stable_baselines3  # noqa: F401
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     for case in args.cases:
         for seed in range(args.seeds):
             for lib in ("rlexp", "sb3"):  # alternate A B A B
-                result = run_one(lib, case, seed, args.threads, args.eval_episodes)
+                result = run_one(lib, case, seed, args.threads, args.eval_episodes, args.rlexp_overrides)
                 print(f"{case} seed {seed} {lib:5s}: {result['sps']:.0f} SPS, {result['train_time_s']:.1f}s, "
                       f"eval {result['eval_return']:.1f}, threshold after {result['time_to_threshold_s']:.1f}s", flush=True)
                 results.append(result)
@@ -209,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
 
     header = (f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; torch {torch.__version__}, "
               f"SB3 {stable_baselines3.__version__}; {args.threads} torch thread(s) each; {args.seeds} seeds, A/B alternated; "
-              f"final evaluation: {args.eval_episodes} deterministic episodes.")
+              f"final evaluation: {args.eval_episodes} deterministic episodes"
+              + (f"; rlexp overrides: {' '.join(args.rlexp_overrides)}." if args.rlexp_overrides else "."))
     text = "\n\n".join([header] + [table(results, case) for case in args.cases]) + "\n"
     print("\n" + text)
     if args.out:
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] in ("rlexp", "sb3"):
-        worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) >= 6 and sys.argv[1] in ("rlexp", "sb3"):
+        worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     else:
         main()

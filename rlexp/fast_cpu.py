@@ -18,7 +18,7 @@ the same form whichever path trained and either path resumes the other's.
 The autograd path (PPO.loss + OnPolicyAlgorithm.gradient_step) is the specification:
 tests/test_fast_cpu.py checks this file's losses, gradients and Adam steps against it.
 Supported: PPO with Adam on the CPU; separate actor and critic MLPs with tanh or ReLU;
-a Categorical or diagonal Gaussian head (not gSDE). ``fast_cpu=auto`` (the default) uses
+a Categorical, diagonal Gaussian or gSDE head. ``fast_cpu=auto`` (the default) uses
 it wherever it applies, ``true`` insists (and says why not), ``false`` never uses it.
 """
 
@@ -44,7 +44,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 def unsupported_reason(policy: nn.Module, algo: Any, device: torch.device, compiled: bool) -> Optional[str]:
     """Why the fast path cannot train this setup, or None when it can."""
     from rlexp.algos.ppo import PPO
-    from rlexp.distributions import CategoricalHead, GaussianHead
+    from rlexp.distributions import CategoricalHead, GaussianHead, StateDependentNoiseHead
     from rlexp.policies import ActorCritic
 
     optimizer = getattr(algo, "optimizer", None)
@@ -56,7 +56,8 @@ def unsupported_reason(policy: nn.Module, algo: Any, device: torch.device, compi
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
         (not getattr(policy, "shared", True), "network.shared=true is not supported"),
         (getattr(policy, "activation", None) in ("tanh", "relu"), "network.activation must be tanh or relu"),
-        (type(getattr(policy, "action_head", None)) in (CategoricalHead, GaussianHead), "gSDE (network.use_sde) is not supported"),
+        (type(getattr(policy, "action_head", None)) in (CategoricalHead, GaussianHead, StateDependentNoiseHead),
+         "it knows rlexp's Categorical, Gaussian and gSDE heads only"),
         (type(optimizer) is torch.optim.Adam, f"it implements Adam only (optimizer is {type(optimizer).__name__})"),
         (bool(group) and group.get("weight_decay", 0) == 0 and not group.get("amsgrad") and not group.get("maximize"),
          "Adam with weight_decay, amsgrad or maximize is not supported"),
@@ -130,6 +131,7 @@ class FastActorCritic:
         self._layers = {id(p): i for i, p in enumerate(self.params)}
         self.relu = policy.activation == "relu"
         self.continuous = policy.is_continuous
+        self.sde = hasattr(policy.action_head, "reset_noise")  # gSDE: log_std is (features, actions)
         head = policy.action_head.output_layer
         self.actor = self._linear_layers(policy.actor_body) + [self._pair(head)]
         self.critic = self._linear_layers(policy.critic_body) + [self._pair(policy.value_head)]
@@ -196,8 +198,11 @@ class FastActorCritic:
         """Sample actions for a batch of observations: (action, log_prob, value), drawing
         the randomness from torch's generator (so ``seed`` fixes it as on the other path)."""
         n = obs.shape[0]
-        out = self._out(self.actor[-1], self._body(self.actor, obs)[-1])
+        latent = self._body(self.actor, obs)[-1]
+        out = self._out(self.actor[-1], latent)
         value = self.values(obs)
+        if self.sde:
+            return self._act_sde(latent, out) + (value,)
         if self.continuous:
             std = np.exp(self.log_std)
             noise = torch.randn(out.shape).numpy()
@@ -210,6 +215,20 @@ class FastActorCritic:
         u = torch.rand(n, 1).numpy()
         action = np.minimum((u > cdf).sum(axis=1), out.shape[1] - 1)
         return action, log_softmax[np.arange(n), action], value
+
+    def _act_sde(self, latent: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """gSDE's sample, a = mu(s) + z(s) @ E, with the head's own noise matrices E and
+        its schedule for renewing them (StateDependentNoiseHead.sample)."""
+        head = self.policy.action_head
+        stale = head.sample_freq > 0 and head.samples_since_reset >= head.sample_freq
+        if head.noise is None or head.noise.shape[0] != latent.shape[0] or stale:
+            head.reset_noise(latent.shape[0])
+        head.samples_since_reset += 1
+        action = mean + np.matmul(latent[:, None, :], head.noise.numpy())[:, 0]
+        var = _mm(latent * latent, np.exp(2.0 * self.log_std)) + 1e-6
+        diff = action - mean
+        log_prob = (-0.5 * diff * diff / var - 0.5 * np.log(var) - HALF_LOG_2PI).sum(axis=1)
+        return action, log_prob
 
     # -- one PPO gradient step ----------------------------------------------------------
     def ppo_step(
@@ -236,7 +255,17 @@ class FastActorCritic:
         value = self._out(self.critic[-1], critic_h[-1])[:, 0]
 
         # log pi(a|s), entropy, and d log pi / d head output (direction only: scaled below)
-        if self.continuous:
+        if self.sde:  # variance (z^2) @ sigma^2 per sample, z detached: no gradient to the body
+            latent_sq = actor_h[-1] * actor_h[-1]
+            sigma_sq = np.exp(2.0 * self.log_std)
+            var = _mm(latent_sq, sigma_sq) + 1e-6
+            inv_var = 1.0 / var
+            diff = actions - head_out
+            z2 = diff * diff * inv_var
+            half_log_var = 0.5 * np.log(var)
+            log_prob = (-0.5 * z2 - half_log_var - HALF_LOG_2PI).sum(axis=1)
+            entropy_mean = float((0.5 + HALF_LOG_2PI + half_log_var).sum()) / n
+        elif self.continuous:
             inv_var = np.exp(-2.0 * self.log_std)
             diff = actions - head_out
             z2 = diff * diff * inv_var  # ((a - mu) / sigma)^2
@@ -281,7 +310,13 @@ class FastActorCritic:
         # d loss / d log pi: the surrogate's gradient flows where the unclipped term is the minimum
         d_log_prob = np.where(unclipped <= clipped, advantages, 0.0) * ratio * (-1.0 / n)
         grad = self.grad
-        if self.continuous:
+        if self.sde:
+            d_out = (d_log_prob[:, None] * inv_var) * diff
+            # d/d var of log pi: (z2 - 1) / (2 var); of the entropy bonus: -ent_coef / (2 var n)
+            d_var = (d_log_prob[:, None] * (z2 - 1.0) - ent_coef / n) * (0.5 * inv_var)
+            g_log_std = self._grad_of(self.policy.action_head.log_std)
+            g_log_std[:] = _mm(latent_sq.T, d_var.astype(np.float32, copy=False)) * (2.0 * sigma_sq)
+        elif self.continuous:
             d_out = (d_log_prob[:, None] * inv_var) * diff
             d_log_std = (d_log_prob[:, None] * (z2 - 1.0)).sum(axis=0) - ent_coef
             self._grad_of(self.policy.action_head.log_std)[:] = d_log_std

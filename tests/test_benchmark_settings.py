@@ -25,3 +25,15 @@ def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
         assert cfg.network[key] == sb3.pop(key, default), key
     for key, value in sb3.items():  # the rest share SB3's names
         assert cfg.algo[key] == pytest.approx(value), key
+
+
+def test_rlexp_worker_reports_its_update_path_and_takes_overrides():
+    """The rlexp side of the benchmark in a fresh process, shortened: the fast CPU path by
+    default, autograd with fast_cpu=false, and the table says which one ran."""
+    from rlexp.benchmark import run_one, table
+
+    fast = run_one("rlexp", "cartpole", 0, 1, 2, ["total_steps=2048"])
+    slow = run_one("rlexp", "cartpole", 0, 1, 2, ["total_steps=2048", "fast_cpu=false"])
+    assert (fast["update_path"], slow["update_path"]) == ("fast_cpu", "autograd")
+    assert fast["steps"] == slow["steps"] == 2048 and fast["sps"] > 0
+    assert "rlexp's update path: fast_cpu\n" in table([fast], "cartpole")

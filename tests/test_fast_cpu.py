@@ -27,9 +27,10 @@ DISCRETE = gym.spaces.Discrete(3)
 BOX = gym.spaces.Box(-1.0, 1.0, (2,))
 
 
-def make(action_space, *, activation="tanh", fused=False, seed=0, **algo_kwargs):
+def make(action_space, *, activation="tanh", fused=False, seed=0, use_sde=False, **algo_kwargs):
     torch.manual_seed(seed)
-    policy = ActorCritic(OBS, action_space, hidden_sizes=(32, 16), activation=activation, log_std_init=-0.5 if action_space is BOX else None)
+    policy = ActorCritic(OBS, action_space, hidden_sizes=(32, 16), activation=activation, log_std_init=-0.5 if action_space is BOX else None,
+                         use_sde=use_sde, sde_sample_freq=4)
     settings = dict(learning_rate=3e-4, n_steps=8, gamma=0.99, gae_lambda=0.95, batch_size=64, n_epochs=2, clip_range=0.2,
                     ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
     settings.update(algo_kwargs)
@@ -62,6 +63,8 @@ CASES = {
     "categorical-no-adv-norm": (DISCRETE, dict(normalize_advantage=False, ent_coef=0.0)),
     "gaussian-tanh": (BOX, dict()),
     "gaussian-relu-vf-clip": (BOX, dict(activation="relu", clip_range_vf=0.05, ent_coef=0.05)),
+    "gsde-tanh": (BOX, dict(use_sde=True)),
+    "gsde-relu-entropy": (BOX, dict(use_sde=True, activation="relu", ent_coef=0.1)),
 }
 
 
@@ -87,12 +90,12 @@ def test_losses_and_gradients_match_autograd(case):
     np.testing.assert_allclose(fast.grad, expected_grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("space", [DISCRETE, BOX], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("space, sde", [(DISCRETE, False), (BOX, False), (BOX, True)], ids=["categorical", "gaussian", "gsde"])
 @pytest.mark.parametrize("fused", [False, True], ids=["adam", "fused-adam"])
-def test_clipped_adam_steps_match_torch(space, fused):
+def test_clipped_adam_steps_match_torch(space, sde, fused):
     """Five steps of gradient clipping (the norm is well above 0.5 here) and Adam."""
-    ref_policy, ref = make(space, fused=fused, learning_rate=1e-3)
-    policy, algo = make(space, fused=fused, learning_rate=1e-3)
+    ref_policy, ref = make(space, fused=fused, learning_rate=1e-3, use_sde=sde)
+    policy, algo = make(space, fused=fused, learning_rate=1e-3, use_sde=sde)
     fast = FastActorCritic(policy, algo.optimizer)
     for i in range(5):
         batch = make_batch(ref_policy, seed=10 + i)
@@ -181,6 +184,27 @@ def test_gaussian_samples_follow_the_policy():
     np.testing.assert_allclose(log_prob, want.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_gsde_samples_follow_the_head_and_its_noise_schedule():
+    """Actions as StateDependentNoiseHead.sample draws them (the same noise matrices,
+    renewed every sde_sample_freq=4 samples), log-probs as its distribution gives them."""
+    policy, algo = make(BOX, use_sde=True)
+    fast = FastActorCritic(policy, algo.optimizer)
+    obs = torch.randn(6, OBS.shape[0])
+    policy.reset_noise(6)
+    first = policy.action_head.noise.clone()
+    for i in range(5):
+        noise = policy.action_head.noise.clone() if i < 4 else None
+        action, log_prob, _ = fast.act(obs.numpy())
+        if i < 4:  # the same matrices for 4 samples: the action is what the head's own sample gives
+            assert torch.equal(policy.action_head.noise, first)
+            features = policy.actor_body(obs)
+            dist = policy.action_head(features)
+            want = dist.mean + torch.bmm(features.unsqueeze(1), noise).squeeze(1)
+            np.testing.assert_allclose(action, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(log_prob, dist.log_prob(torch.from_numpy(action)).sum(-1).detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert not torch.equal(policy.action_head.noise, first)  # the 5th sample renewed them
+
+
 def test_select_falls_back_or_says_why():
     cpu = torch.device("cpu")
     policy, algo = make(DISCRETE)
@@ -194,6 +218,7 @@ def test_select_falls_back_or_says_why():
     sde = ActorCritic(OBS, BOX, use_sde=True)
     a2c = A2C(policy=sde, learning_rate=1e-3, n_steps=5, gamma=0.99)
     assert fast_cpu.unsupported_reason(sde, a2c, cpu, False).startswith("it implements PPO only")
+    assert fast_cpu.unsupported_reason(sde, PPO(policy=sde, learning_rate=1e-3, n_steps=8, gamma=0.99), cpu, False) is None
     shared = ActorCritic(OBS, DISCRETE, shared=True)
     ppo_shared = PPO(policy=shared, learning_rate=1e-3, n_steps=8, gamma=0.99)
     with pytest.raises(ConfigError, match="network.shared"):
