@@ -100,6 +100,12 @@ def _mm(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None, bias: Op
     return (torch.addmm(torch.from_numpy(bias), ta, tb) if bias is not None else torch.mm(ta, tb)).numpy()
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
 def _flatten_into(tensors: list[torch.Tensor], flat: torch.Tensor) -> list[torch.Tensor]:
     """Copy each tensor into its slice of ``flat``; return the slices (shaped as the tensors)."""
     views, offset = [], 0
@@ -192,11 +198,13 @@ class FastActorCritic:
         return _mm(h, layer[0].T, bias=layer[1])
 
     def values(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
         return self._out(self.critic[-1], self._body(self.critic, obs)[-1])[:, 0]
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample actions for a batch of observations: (action, log_prob, value), drawing
         the randomness from torch's generator (so ``seed`` fixes it as on the other path)."""
+        obs = np.asarray(obs, dtype=np.float32)
         n = obs.shape[0]
         latent = self._body(self.actor, obs)[-1]
         out = self._out(self.actor[-1], latent)
@@ -209,8 +217,7 @@ class FastActorCritic:
             action = out + std * noise
             log_prob = (-0.5 * noise * noise - self.log_std - HALF_LOG_2PI).sum(axis=1)
             return action, log_prob, value
-        log_softmax = out - out.max(axis=1, keepdims=True)
-        log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+        log_softmax = _log_softmax(out)
         cdf = np.exp(log_softmax).cumsum(axis=1)
         u = torch.rand(n, 1).numpy()
         action = np.minimum((u > cdf).sum(axis=1), out.shape[1] - 1)
@@ -254,14 +261,14 @@ class FastActorCritic:
         head_out = self._out(self.actor[-1], actor_h[-1])
         value = self._out(self.critic[-1], critic_h[-1])[:, 0]
 
-        # log pi(a|s), entropy, and d log pi / d head output (direction only: scaled below)
+        # log pi(a|s) and the mean entropy of the head's distribution
         if self.sde:  # variance (z^2) @ sigma^2 per sample, z detached: no gradient to the body
             latent_sq = actor_h[-1] * actor_h[-1]
             sigma_sq = np.exp(2.0 * self.log_std)
             var = _mm(latent_sq, sigma_sq) + 1e-6
             inv_var = 1.0 / var
             diff = actions - head_out
-            z2 = diff * diff * inv_var
+            z2 = diff * diff * inv_var  # ((a - mu) / sigma(s))^2
             half_log_var = 0.5 * np.log(var)
             log_prob = (-0.5 * z2 - half_log_var - HALF_LOG_2PI).sum(axis=1)
             entropy_mean = float((0.5 + HALF_LOG_2PI + half_log_var).sum()) / n
@@ -270,11 +277,9 @@ class FastActorCritic:
             diff = actions - head_out
             z2 = diff * diff * inv_var  # ((a - mu) / sigma)^2
             log_prob = (-0.5 * z2 - self.log_std - HALF_LOG_2PI).sum(axis=1)
-            entropy_each = float((0.5 + HALF_LOG_2PI + self.log_std).sum())
-            entropy_mean = entropy_each
+            entropy_mean = float((0.5 + HALF_LOG_2PI + self.log_std).sum())  # the same for every state
         else:
-            log_softmax = head_out - head_out.max(axis=1, keepdims=True)
-            log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+            log_softmax = _log_softmax(head_out)
             probs = np.exp(log_softmax)
             rows = np.arange(n)
             log_prob = log_softmax[rows, actions]

@@ -72,3 +72,12 @@ def test_torch_backend_solves_cartpole(tmp_path):
     result = run_cli("env.backend=torch", f"hydra.run.dir={run_dir}", "progress=false", "logger=none", "seed=1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["eval_return_mean"] >= 475
+
+
+def test_autograd_path_solves_cartpole(tmp_path):
+    """The default run again with fast_cpu=false: PPO's autograd loss, the specification the
+    numpy fast path is checked against, must learn on its own too."""
+    run_dir = tmp_path / "run"
+    result = run_cli("fast_cpu=false", f"hydra.run.dir={run_dir}", "progress=false", "logger=none", "seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["eval_return_mean"] >= 475
