@@ -135,6 +135,9 @@ class FastActorCritic:
         self.exp_avg, self.exp_avg_sq = torch.zeros(total), torch.zeros(total)
         self.step_count = 0
         self._offsets = np.cumsum([0] + [p.numel() for p in self.params])
+        # each parameter's slices of the moment buffers: what Adam's state must hold
+        self._moments = [(self.exp_avg[a:b].view_as(p), self.exp_avg_sq[a:b].view_as(p))
+                         for p, a, b in zip(self.params, self._offsets[:-1], self._offsets[1:])]
         self._layers = {id(p): i for i, p in enumerate(self.params)}
         self.relu = policy.activation == "relu"
         self.continuous = policy.is_continuous
@@ -163,13 +166,11 @@ class FastActorCritic:
         """Make Adam's per-parameter state slices of the flat moment buffers, taking over
         any values already there (a resumed checkpoint's). Cheap when already attached."""
         states = [self.optimizer.state.get(p) for p in self.params]
-        m_views = [self.exp_avg[a:b].view_as(p) for p, a, b in zip(self.params, self._offsets[:-1], self._offsets[1:])]
-        if all(s and s.get("exp_avg") is not None and s["exp_avg"].data_ptr() == v.data_ptr() for s, v in zip(states, m_views)):
+        if all(s and s.get("exp_avg") is m for s, (m, _) in zip(states, self._moments)):
             return
         step = max((float(s["step"]) for s in states if s and "step" in s), default=0.0)
         self.step_count = int(step)
-        for param, state, a, b in zip(self.params, states, self._offsets[:-1], self._offsets[1:]):
-            m, v = self.exp_avg[a:b].view_as(param), self.exp_avg_sq[a:b].view_as(param)
+        for param, state, (m, v) in zip(self.params, states, self._moments):
             if state and "exp_avg" in state:
                 m.copy_(state["exp_avg"])
                 v.copy_(state["exp_avg_sq"])

@@ -52,6 +52,8 @@ class Rollout:
         self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype, device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
+        if self.device.type == "cpu":  # numpy views: the CPU fast path (rlexp.fast_cpu) writes numpy
+            self.policy_np = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values))
         # environment results: written through numpy views on the CPU (gymnasium envs),
         # or as tensors on the env's device (torch-native envs)
         env_device = torch.device(env_device) if env_device is not None else torch.device("cpu")
@@ -65,11 +67,12 @@ class Rollout:
         self.advantages = torch.zeros(shape, device=device)
         self.returns = torch.zeros(shape, device=device)
 
-    def store_policy(self, t: int, obs: torch.Tensor, action: torch.Tensor, log_prob: torch.Tensor, value: torch.Tensor) -> None:
-        self.obs[t] = obs
-        self.actions[t] = action
-        self.log_probs[t] = log_prob
-        self.values[t] = value
+    def store_policy(self, t: int, obs, action, log_prob, value) -> None:
+        if isinstance(action, np.ndarray):  # numpy in, numpy views: no tensor wrapping per step
+            obs_np, actions_np, log_probs_np, values_np = self.policy_np
+            obs_np[t], actions_np[t], log_probs_np[t], values_np[t] = obs, action, log_prob, value
+        else:
+            self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = obs, action, log_prob, value
 
     def store_env(self, t: int, reward, terminated, truncated, valid) -> None:
         if isinstance(reward, np.ndarray):  # numpy assignment: cheaper than wrapping in tensors

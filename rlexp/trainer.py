@@ -111,13 +111,18 @@ class Trainer:
         finished: list[tuple[float, int]] = []
         on_device: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # torch envs' episode info, read once
         self.policy.reset_noise(self.env.num_envs)  # gSDE: fresh noise for each rollout, as SB3
-        if self.fast is not None and not self.to_env.native:
-            return self._collect_fast(obs, ended)
+        fast = self.fast if not self.to_env.native else None  # torch-native envs take torch actions
         for t in range(self.rollout.n_steps):
-            obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
-            action, log_prob, value = self.policy.act(obs_t)
-            self.rollout.store_policy(t, obs_t, action, log_prob, value)
-            obs, reward, terminated, truncated, info = self.env.step(self.to_env(action))
+            if fast is not None:  # rlexp.fast_cpu: numpy from the env to the rollout buffers
+                action, log_prob, value = fast.act(obs)
+                self.rollout.store_policy(t, obs, action, log_prob, value)
+                env_action = action
+            else:
+                obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
+                action, log_prob, value = self.policy.act(obs_t)
+                self.rollout.store_policy(t, obs_t, action, log_prob, value)
+                env_action = self.to_env(action)
+            obs, reward, terminated, truncated, info = self.env.step(env_action)
             # after an episode ends, NEXT_STEP autoreset spends one step on the reset
             self.rollout.store_env(t, reward, terminated, truncated, valid=~ended)
             ended = terminated | truncated
@@ -130,23 +135,6 @@ class Trainer:
         if on_device:
             done, returns, lengths = (torch.stack(x) for x in zip(*on_device))
             finished += zip(returns[done].tolist(), lengths[done].tolist())
-        return obs, ended, finished
-
-    def _collect_fast(self, obs: np.ndarray, ended: np.ndarray) -> tuple[Any, Any, list[tuple[float, int]]]:
-        """collect() with the policy evaluated by rlexp.fast_cpu: numpy from env to buffer."""
-        finished: list[tuple[float, int]] = []
-        rollout = self.rollout
-        obs_buf, action_buf, log_prob_buf, value_buf = (x.numpy() for x in (rollout.obs, rollout.actions, rollout.log_probs, rollout.values))
-        for t in range(rollout.n_steps):
-            obs_buf[t] = obs
-            action, log_prob, value = self.fast.act(obs_buf[t])
-            action_buf[t], log_prob_buf[t], value_buf[t] = action, log_prob, value
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            rollout.store_env(t, reward, terminated, truncated, valid=~ended)
-            ended = terminated | truncated
-            if "_episode" in info:
-                done, episode = info["_episode"], info["episode"]
-                finished += zip(episode["r"][done].tolist(), episode["l"][done].tolist())
         return obs, ended, finished
 
     # -- the loop -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -81,18 +81,27 @@ class PPO(OnPolicyAlgorithm):
         metrics["train/epochs_stopped_early"] = float(stopped_early)
         return metrics
 
-    def _update_autograd(self, batch: Batch) -> tuple[dict[str, float], bool]:
-        steps, stopped_early = [], False
+    def _epochs(self, batch: Batch, step: Callable[[Batch], Optional[Any]]) -> tuple[list[Any], bool]:
+        """n_epochs passes of shuffled minibatches through ``step``; a step that returns None
+        stops the whole update (SB3's target_kl early stop). Returns (results, stopped early)."""
+        results = []
         for _ in range(self.n_epochs):
             for minibatch in minibatches(batch, self.batch_size):
-                terms = self.loss(minibatch)
-                # SB3's early stop: skip the step once the policy has moved too far
-                if self.target_kl is not None and terms["train/approx_kl"].item() > 1.5 * self.target_kl:
-                    stopped_early = True
-                    break
-                steps.append(self.gradient_step(terms))
-            if stopped_early:
-                break
+                result = step(minibatch)
+                if result is None:
+                    return results, True
+                results.append(result)
+        return results, False
+
+    def _update_autograd(self, batch: Batch) -> tuple[dict[str, float], bool]:
+        def step(minibatch: Batch) -> Optional[dict[str, torch.Tensor]]:
+            terms = self.loss(minibatch)
+            # SB3's early stop: skip the step once the policy has moved too far
+            if self.target_kl is not None and terms["train/approx_kl"].item() > 1.5 * self.target_kl:
+                return None
+            return self.gradient_step(terms)
+
+        steps, stopped_early = self._epochs(batch, step)
         return self.finish_update(steps, batch), stopped_early
 
     def _update_fast(self, batch: Batch) -> tuple[dict[str, float], bool]:
@@ -101,21 +110,10 @@ class PPO(OnPolicyAlgorithm):
 
         fast = self.fast
         fast.attach_optimizer_state()  # after a resume, take over the loaded Adam state
-        lr = self.optimizer.param_groups[0]["lr"]
-        kl_limit = 1.5 * self.target_kl if self.target_kl is not None else None
-        rows, stopped_early = [], False
-        for _ in range(self.n_epochs):
-            for minibatch in minibatches(batch, self.batch_size):
-                row = fast.ppo_step(
-                    tuple(field.numpy() for field in minibatch), clip_range=self.clip_range, clip_range_vf=self.clip_range_vf,
-                    ent_coef=self.ent_coef, vf_coef=self.vf_coef, normalize_advantage=self.normalize_advantage,
-                    max_grad_norm=self.max_grad_norm, lr=lr, kl_limit=kl_limit,
-                )
-                if row is None:
-                    stopped_early = True
-                    break
-                rows.append(row)
-            if stopped_early:
-                break
+        settings = dict(clip_range=self.clip_range, clip_range_vf=self.clip_range_vf, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
+                        normalize_advantage=self.normalize_advantage, max_grad_norm=self.max_grad_norm,
+                        lr=self.optimizer.param_groups[0]["lr"],
+                        kl_limit=1.5 * self.target_kl if self.target_kl is not None else None)
+        rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch), **settings))
         fast.sync_step_count()
         return self.summarize_steps(list(STEP_KEYS), np.stack(rows) if rows else None, batch), stopped_early
