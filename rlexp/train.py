@@ -24,6 +24,7 @@ def run(cfg: DictConfig) -> float:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        check_interpolations(cfg)
         trainer = Trainer(cfg, run_dir)
     except ConfigError as error:
         remove_if_empty_run(run_dir)
@@ -38,6 +39,19 @@ def run(cfg: DictConfig) -> float:
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + (trainer.stop.signum or 0))
     return summary["eval_return_mean"]
+
+
+def check_interpolations(cfg: DictConfig) -> None:
+    """Resolve every ``${...}`` once, up front, so a broken one is reported with the key
+    that holds it (``algo.learning_rate: Interpolation key 'foo' not found``) rather than
+    from wherever the value is first read."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(getattr(e, "full_key", None) or "config", str(e).splitlines()[0]) from None
 
 
 def exit_in_single_run(message: str) -> None:

@@ -60,6 +60,9 @@ TRAIN_CASES = [
     (["device=tpu"], ["device"]),
     (["resume=/nonexistent/run"], ["resume", "does not exist"]),
     (["algo.gamma=[1"], ["[1"]),                                   # unparsable override
+    (["algo.learning_rate=${foo}"], ["algo.learning_rate", "'foo' not found"]),   # broken interpolations name their key
+    (["env.num_envs=${algo.nope}"], ["env.num_envs", "'algo.nope'"]),
+    (["algo.gamma=${oc.env:RLEXP_NO_SUCH_VAR}"], ["algo.gamma", "RLEXP_NO_SUCH_VAR"]),
 ]
 
 
