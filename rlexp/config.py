@@ -118,6 +118,7 @@ class EvalSchema:
     episodes: int = MISSING
     deterministic: bool = MISSING
     stop_at: Optional[float] = None
+    device: str = "cpu"
 
 
 @dataclass

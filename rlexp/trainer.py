@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -48,6 +49,12 @@ class Trainer:
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        eval_device = cfg.eval.get("device", "cpu")
+        try:
+            self.eval_device = self.device if eval_device == "same" else resolve_device(eval_device)
+        except ConfigError as e:
+            raise e.under("eval") from None
+        self.eval_policy: Optional[torch.nn.Module] = None  # the policy's copy on eval_device, if that differs
         resume_state = load_checkpoint(cfg.resume, key="resume") if cfg.get("resume") else None
 
         self.env_spec: EnvSpec = build("env", cfg.env)
@@ -265,14 +272,25 @@ class Trainer:
     def evaluate(self) -> np.ndarray:
         episodes = self.cfg.eval.episodes
         if self.eval_env is None:
-            self.eval_env = self.env_spec.make(num_envs=episodes, training=False, device=self.device)
+            self.eval_env = self.env_spec.make(num_envs=episodes, training=False, device=self.eval_device)
         sync_obs_normalization(self.env, self.eval_env)
-        self.policy.eval()
+        policy = self.policy_on_eval_device()
+        policy.eval()
         try:
             # a fixed seed per evaluation: every checkpoint is judged on the same episodes
-            return evaluate_policy(self.policy, self.eval_env, episodes, self.device, self.cfg.eval.deterministic, seed=self.cfg.seed + 10_000)
+            return evaluate_policy(policy, self.eval_env, episodes, self.eval_device, self.cfg.eval.deterministic, seed=self.cfg.seed + 10_000)
         finally:
             self.policy.train()
+
+    def policy_on_eval_device(self) -> torch.nn.Module:
+        """The policy itself, or (eval.device other than the training device) its copy there,
+        refreshed from the current weights: one device-to-host copy per evaluation."""
+        if self.eval_device == self.device:
+            return self.policy
+        if self.eval_policy is None:
+            self.eval_policy = copy.deepcopy(self.policy).to(self.eval_device)
+        self.eval_policy.load_state_dict(self.policy.state_dict())
+        return self.eval_policy
 
     def evaluate_and_log(self) -> None:
         returns = self.evaluate()

@@ -68,3 +68,34 @@ def test_benchmark_gpu_script_runs_on_cpu(tmp_path):
     (run,) = json.loads(out.with_suffix(".json").read_text())
     assert run["solved"] and run["device"] == "cpu" and run["sps"] > 0 and run["process_s"] > run["setup_s"] > 0
     assert run["evals"][-1][3] >= 475 and run["steps_to_solve"] == run["evals"][-1][0]
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "torch"])
+def test_evaluation_on_another_device_uses_a_fresh_copy_of_the_policy(compose_cfg, tmp_path, backend):
+    """eval.device other than the training device: evaluation runs a copy of the policy
+    there, refreshed from the current weights at every evaluation, and gives the returns
+    the policy itself gives. ("cpu:0" is a device other than "cpu" to the trainer, so this
+    runs the path a GPU run takes to evaluate on the CPU.)"""
+    common = ("device=cpu", f"env.backend={backend}", "env.num_envs=4", "algo.n_steps=64", "eval.episodes=3", "logger=none", "progress=false")
+    same = Trainer(compose_cfg(*common, "eval.device=same"), tmp_path / "same")
+    other = Trainer(compose_cfg(*common, "eval.device=cpu:0"), tmp_path / "other")
+    assert same.eval_device == same.device and other.eval_device != other.device
+    other.policy.load_state_dict(same.policy.state_dict())
+    for _ in range(2):  # the copy follows the weights from one evaluation to the next
+        assert same.evaluate().tolist() == other.evaluate().tolist()
+        assert same.policy_on_eval_device() is same.policy
+        copy = other.policy_on_eval_device()
+        assert copy is not other.policy and copy is other.eval_policy
+        assert all(torch.equal(a, b) for a, b in zip(copy.parameters(), other.policy.parameters()))
+        assert {p.data_ptr() for p in copy.parameters()}.isdisjoint(p.data_ptr() for p in other.policy.parameters())
+        with torch.no_grad():
+            for trainer in (same, other):
+                for param in trainer.policy.parameters():
+                    param.mul_(1.5)
+
+
+def test_bad_eval_device_is_named(compose_cfg, tmp_path):
+    from rlexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^eval\.device: unknown device 'gpu'"):
+        Trainer(compose_cfg("eval.device=gpu", "logger=none"), tmp_path)
