@@ -37,3 +37,18 @@ def test_rlexp_worker_reports_its_update_path_and_takes_overrides():
     assert (fast["update_path"], slow["update_path"]) == ("fast_cpu", "autograd")
     assert fast["steps"] == slow["steps"] == 2048 and fast["sps"] > 0
     assert "rlexp's update path: fast_cpu\n" in table([fast], "cartpole")
+
+
+@pytest.mark.parametrize("variant", ["preset", "envs16384x32", "envs16384_mb2x4"])
+def test_gpu_benchmark_variants_build(compose_cfg, tmp_path, variant):
+    """The GPU benchmark's default variants compose into trainers that pass their own checks,
+    with the rollout and gradient steps per update that their comments promise."""
+    from rlexp.benchmark_gpu import VARIANTS
+    from rlexp.trainer import Trainer
+
+    cfg = compose_cfg("hparams=ppo_cartpole_gpu", "device=cpu", "logger=none", "progress=false", *VARIANTS[variant])
+    trainer = Trainer(cfg, tmp_path)
+    steps_per_update = cfg.algo.n_epochs * (trainer.steps_per_rollout // cfg.algo.batch_size)
+    expected = {"preset": (131_072, 80), "envs16384x32": (524_288, 80), "envs16384_mb2x4": (524_288, 8)}[variant]
+    assert (trainer.steps_per_rollout, steps_per_update) == expected
+    assert trainer.env.num_envs == cfg.env.num_envs and trainer.eval_device.type == "cpu"
