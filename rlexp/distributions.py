@@ -115,7 +115,8 @@ class StateDependentNoiseHead(GaussianHead):
     def sample(self, dist: Normal) -> torch.Tensor:
         latent = dist.latent
         stale = self.sample_freq > 0 and self.samples_since_reset >= self.sample_freq
-        if self.noise is None or self.noise.shape[0] != latent.shape[0] or stale:
+        # a copy of the policy on another device (evaluation) draws its own noise there
+        if self.noise is None or self.noise.shape[0] != latent.shape[0] or self.noise.device != latent.device or stale:
             self.reset_noise(latent.shape[0])
         self.samples_since_reset += 1
         return dist.mean + torch.bmm(latent.unsqueeze(1), self.noise).squeeze(1)

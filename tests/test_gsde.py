@@ -75,6 +75,17 @@ def test_noise_is_held_for_sample_freq_steps_then_redrawn():
     assert (a2 - a1).abs().item() < 0.1
 
 
+def test_noise_left_on_another_device_is_redrawn_where_the_features_are():
+    """A copy of the policy moved to another device (the CPU evaluation copy of a GPU run)
+    keeps the noise tensor it was copied with, since the noise is no parameter or buffer; it
+    draws fresh noise on its own device instead of mixing devices. Here "meta" stands in for
+    the device the copy came from."""
+    head = make_head(sample_freq=-1)
+    head.noise = torch.empty((2, 2, 1), device="meta")
+    action = head.sample(head(torch.tensor([[1.0, 2.0], [0.5, -1.0]])))
+    assert head.noise.device.type == "cpu" and action.shape == (2, 1) and torch.isfinite(action).all()
+
+
 def test_once_per_rollout_noise_changes_only_on_reset():
     torch.manual_seed(0)
     policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)), use_sde=True, sde_sample_freq=-1)
