@@ -7,8 +7,6 @@ Every head has the same small interface: ``forward(features)`` gives a distribut
 
 from __future__ import annotations
 
-from typing import Optional
-
 import gymnasium as gym
 import torch
 from torch import nn
@@ -96,7 +94,9 @@ class StateDependentNoiseHead(GaussianHead):
         # one std per (feature, action) pair instead of one per action
         self.log_std = nn.Parameter(torch.full((in_features, action_dim), float(log_std_init)))
         self.sample_freq = int(sample_freq)
-        self.noise: Optional[torch.Tensor] = None  # (batch, in_features, action_dim), not saved
+        # (batch, in_features, action_dim): a buffer, so .to() moves it with the weights (the
+        # CPU evaluation copy of a GPU run), but not saved in checkpoints
+        self.register_buffer("noise", None, persistent=False)
         self.samples_since_reset = 0
 
     def reset_noise(self, batch_size: int) -> None:
@@ -112,14 +112,18 @@ class StateDependentNoiseHead(GaussianHead):
         dist.latent = latent  # the sample needs z(s) as well as the moments
         return dist
 
+    def noise_for_sample(self, batch_size: int) -> torch.Tensor:
+        """The noise matrices for the next sample of ``batch_size`` actions: new ones when
+        there are none for that batch or they have served ``sample_freq`` samples."""
+        stale = self.sample_freq > 0 and self.samples_since_reset >= self.sample_freq
+        if self.noise is None or self.noise.shape[0] != batch_size or stale:
+            self.reset_noise(batch_size)
+        self.samples_since_reset += 1
+        return self.noise
+
     def sample(self, dist: Normal) -> torch.Tensor:
         latent = dist.latent
-        stale = self.sample_freq > 0 and self.samples_since_reset >= self.sample_freq
-        # a copy of the policy on another device (evaluation) draws its own noise there
-        if self.noise is None or self.noise.shape[0] != latent.shape[0] or self.noise.device != latent.device or stale:
-            self.reset_noise(latent.shape[0])
-        self.samples_since_reset += 1
-        return dist.mean + torch.bmm(latent.unsqueeze(1), self.noise).squeeze(1)
+        return dist.mean + torch.bmm(latent.unsqueeze(1), self.noise_for_sample(latent.shape[0])).squeeze(1)
 
 
 def make_action_head(

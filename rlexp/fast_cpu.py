@@ -228,12 +228,8 @@ class FastActorCritic:
     def _act_sde(self, latent: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """gSDE's sample, a = mu(s) + z(s) @ E, with the head's own noise matrices E and
         its schedule for renewing them (StateDependentNoiseHead.sample)."""
-        head = self.policy.action_head
-        stale = head.sample_freq > 0 and head.samples_since_reset >= head.sample_freq
-        if head.noise is None or head.noise.shape[0] != latent.shape[0] or stale:
-            head.reset_noise(latent.shape[0])
-        head.samples_since_reset += 1
-        action = mean + np.matmul(latent[:, None, :], head.noise.numpy())[:, 0]
+        noise = self.policy.action_head.noise_for_sample(latent.shape[0]).numpy()
+        action = mean + np.matmul(latent[:, None, :], noise)[:, 0]
         var = _mm(latent * latent, np.exp(2.0 * self.log_std)) + 1e-6
         diff = action - mean
         log_prob = (-0.5 * diff * diff / var - 0.5 * np.log(var) - HALF_LOG_2PI).sum(axis=1)

@@ -3,6 +3,7 @@ and how long a noise matrix is kept."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -75,15 +76,21 @@ def test_noise_is_held_for_sample_freq_steps_then_redrawn():
     assert (a2 - a1).abs().item() < 0.1
 
 
-def test_noise_left_on_another_device_is_redrawn_where_the_features_are():
-    """A copy of the policy moved to another device (the CPU evaluation copy of a GPU run)
-    keeps the noise tensor it was copied with, since the noise is no parameter or buffer; it
-    draws fresh noise on its own device instead of mixing devices. Here "meta" stands in for
-    the device the copy came from."""
+def test_noise_moves_with_the_policy_and_is_not_saved():
+    """The noise matrices are a non-persistent buffer: a copy of the policy moved with .to()
+    (the CPU evaluation copy of a GPU run) takes them along instead of mixing devices, and
+    checkpoints do not hold them. (No second device here: .to(dtype) goes through the same
+    module machinery as .to(device).)"""
     head = make_head(sample_freq=-1)
-    head.noise = torch.empty((2, 2, 1), device="meta")
-    action = head.sample(head(torch.tensor([[1.0, 2.0], [0.5, -1.0]])))
-    assert head.noise.device.type == "cpu" and action.shape == (2, 1) and torch.isfinite(action).all()
+    z = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    action = head.sample(head(z))
+    assert "noise" in dict(head.named_buffers()) and "noise" not in head.state_dict()
+    moved = copy.deepcopy(head).to(torch.float64)
+    assert moved.noise.dtype == torch.float64 and moved.noise.data_ptr() != head.noise.data_ptr()
+    torch.testing.assert_close(moved.noise, head.noise.double())
+    again = moved.sample(moved(z.double()))  # the same matrices: the same action
+    assert again.shape == (2, 1) and torch.isfinite(again).all()
+    torch.testing.assert_close(again, action.double())
 
 
 def test_once_per_rollout_noise_changes_only_on_reset():
