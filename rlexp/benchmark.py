@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(result)
     import torch
 
-    header = (f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; torch {torch.__version__}, "
+    header = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
               f"SB3 {stable_baselines3.__version__}; {args.threads} torch thread(s) each; {args.seeds} seeds, A/B alternated; "
               f"final evaluation: {args.eval_episodes} deterministic episodes"
               + (f"; rlexp overrides: {' '.join(args.rlexp_overrides)}." if args.rlexp_overrides else "."))
