@@ -7,13 +7,21 @@ from typing import Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from rlexp.errors import ConfigError, require
 
 
+#: ``_target_`` paths that runs saved before the package layout change (rlexp 0.1) name, and
+#: where those classes live now: such runs still resume and evaluate
+MOVED_TARGETS = {
+    "rlexp.policies.ActorCritic": "rlexp.networks.ActorCritic",
+}
+
+
 def build(group: str, node: DictConfig, **runtime: Any) -> Any:
     """instantiate(cfg.<group>, **runtime objects) with errors that name the config key."""
+    node = with_current_targets(node)
     try:
         return instantiate(node, _convert_="all", **runtime)
     except InstantiationException as e:
@@ -23,6 +31,17 @@ def build(group: str, node: DictConfig, **runtime: Any) -> Any:
         if isinstance(cause, TypeError):
             raise ConfigError(group, f"{node.get('_target_')} rejected the config: {cause}") from None
         raise ConfigError(group, str(e).splitlines()[0]) from None
+
+
+def with_current_targets(node: DictConfig) -> DictConfig:
+    """``node`` with a moved ``_target_`` (see MOVED_TARGETS) pointing at today's class."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if target not in MOVED_TARGETS:
+        return node
+    node = node.copy()
+    with open_dict(node):
+        node._target_ = MOVED_TARGETS[target]
+    return node
 
 
 def resolve_device(name: str) -> torch.device:

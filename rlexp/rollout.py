@@ -52,7 +52,7 @@ class Rollout:
         self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype, device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
-        if self.device.type == "cpu":  # numpy views: the CPU fast path (rlexp.fast_cpu) writes numpy
+        if self.device.type == "cpu":  # numpy views: the CPU fast path (rlexp.algos.ppo_fast_cpu) writes numpy
             self.policy_np = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values))
         # environment results: written through numpy views on the CPU (gymnasium envs),
         # or as tensors on the env's device (torch-native envs)

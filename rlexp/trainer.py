@@ -18,13 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rlexp import fast_cpu
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
-from rlexp.evaluate import evaluate_policy
+from rlexp.evaluation import evaluate_policy
 from rlexp.logger import write_json_atomic
 from rlexp.rollout import Rollout
 from rlexp.stopping import StopRequest
@@ -73,9 +72,7 @@ class Trainer:
         if cfg.compile:
             # dynamic: minibatch sizes vary a little (autoreset steps are dropped)
             self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
-        self.fast = fast_cpu.select(cfg.get("fast_cpu", "auto"), self.policy, self.algo, self.device, compiled=bool(cfg.compile))
-        if self.fast is not None:
-            self.algo.fast = self.fast
+        self.fast = self.algo.enable_fast_cpu(cfg.get("fast_cpu", "auto"), self.device, compiled=bool(cfg.compile))
 
         space = self.env.single_action_space
         self.rollout = Rollout(
@@ -120,7 +117,7 @@ class Trainer:
         self.policy.reset_noise(self.env.num_envs)  # gSDE: fresh noise for each rollout, as SB3
         fast = self.fast if not self.to_env.native else None  # torch-native envs take torch actions
         for t in range(self.rollout.n_steps):
-            if fast is not None:  # rlexp.fast_cpu: numpy from the env to the rollout buffers
+            if fast is not None:  # rlexp.algos.ppo_fast_cpu: numpy from the env to the rollout buffers
                 action, log_prob, value = fast.act(obs)
                 self.rollout.store_policy(t, obs, action, log_prob, value)
                 env_action = action

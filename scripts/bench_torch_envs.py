@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlexp.torch_envs import TORCH_ENVS, make_torch_env
+from rlexp.envs.torch_native import TORCH_ENVS, make_torch_env
 
 ACTION_POOL = 8
 

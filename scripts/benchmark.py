@@ -1,6 +1,6 @@
 """rlexp vs Stable-Baselines3, same settings, A/B alternated: python scripts/benchmark.py --help"""
 
-from rlexp.benchmark import main
+from rlexp.analysis.benchmark import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """PPO end to end on torch-native envs (GPU or CPU): python scripts/benchmark_gpu.py --help"""
 
-from rlexp.benchmark_gpu import main
+from rlexp.analysis.benchmark_gpu import main
 
 if __name__ == "__main__":
     main()

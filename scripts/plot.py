@@ -4,7 +4,7 @@
     python scripts/plot.py outputs/multirun/compare_algos/<time> --png docs/compare_algos.png --md docs/compare_algos.md
 
 Jobs that differ only in their seed are averaged (mean ± std); jobs that failed or
-never ran are listed, not fatal. The logic lives in rlexp/results.py.
+never ran are listed, not fatal. The logic lives in rlexp/analysis/results.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rlexp.results import differing_settings, group_by_setting, load_multirun, plot_learning_curves, results_table
+from rlexp.analysis.results import differing_settings, group_by_setting, load_multirun, plot_learning_curves, results_table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,12 +6,12 @@
 
 Jobs are grouped by the swept keys except the seed (mean ± std over seeds); jobs that
 failed or never ran are listed, not fatal; an Optuna search also shows its best trial.
-The logic lives in rlexp/report.py.
+The logic lives in rlexp/analysis/report.py.
 """
 
 import sys
 
-from rlexp.report import main
+from rlexp.analysis.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ Per preset: the final deterministic evaluation return (mean ± std over seeds), 
 steps and the wall time to the environment's reward threshold, steps per second, the
 command that reproduces the row, the machine, and the target below with whether the mean
 final return reached it. Presets of conf/hparams without a directory are listed as not
-run. Reading, grouping and plotting are rlexp/results.py's and rlexp/report.py's.
+run. Reading, grouping and plotting are rlexp/analysis/results.py's and rlexp/analysis/report.py's.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Optional, Sequence
 import numpy as np
 import yaml
 
-from rlexp.report import Row, build_rows
-from rlexp.results import EVAL_TAG, Job, fmt_mean_std, load_multirun, mean_std, plot_learning_curves
+from rlexp.analysis.report import Row, build_rows
+from rlexp.analysis.results import EVAL_TAG, Job, fmt_mean_std, load_multirun, mean_std, plot_learning_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ arguments must say what the rlexp preset it runs composes to (SB3 itself is not 
 
 import pytest
 
-from rlexp.benchmark import CASES
+from rlexp.analysis.benchmark import CASES
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -30,7 +30,7 @@ def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
 def test_rlexp_worker_reports_its_update_path_and_takes_overrides():
     """The rlexp side of the benchmark in a fresh process, shortened: the fast CPU path by
     default, autograd with fast_cpu=false, and the table says which one ran."""
-    from rlexp.benchmark import run_one, table
+    from rlexp.analysis.benchmark import run_one, table
 
     fast = run_one("rlexp", "cartpole", 0, 1, 2, ["total_steps=2048"])
     slow = run_one("rlexp", "cartpole", 0, 1, 2, ["total_steps=2048", "fast_cpu=false"])
@@ -43,7 +43,7 @@ def test_rlexp_worker_reports_its_update_path_and_takes_overrides():
 def test_gpu_benchmark_variants_build(compose_cfg, tmp_path, variant):
     """The GPU benchmark's default variants compose into trainers that pass their own checks,
     with the rollout and gradient steps per update that their comments promise."""
-    from rlexp.benchmark_gpu import VARIANTS
+    from rlexp.analysis.benchmark_gpu import VARIANTS
     from rlexp.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_cartpole_gpu", "device=cpu", "logger=none", "progress=false", *VARIANTS[variant])

@@ -1,4 +1,4 @@
-"""rlexp.fast_cpu against its specification, the autograd path (PPO.loss + gradient_step):
+"""rlexp.algos.ppo_fast_cpu against its specification, the autograd path (PPO.loss + gradient_step):
 the same losses, gradients, clipped Adam steps, samples and checkpoints."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal
 
-from rlexp import fast_cpu
+from rlexp.algos import ppo_fast_cpu as fast_cpu
 from rlexp.algos import A2C
 from rlexp.algos.ppo import PPO
 from rlexp.config import compose_config
 from rlexp.errors import ConfigError
-from rlexp.fast_cpu import STEP_KEYS, FastActorCritic
-from rlexp.policies import ActorCritic
+from rlexp.algos.ppo_fast_cpu import STEP_KEYS, FastActorCritic
+from rlexp.networks.actor_critic import ActorCritic
 from rlexp.rollout import Batch
 from rlexp.trainer import Trainer
 
@@ -208,26 +208,37 @@ def test_gsde_samples_follow_the_head_and_its_noise_schedule():
 def test_select_falls_back_or_says_why():
     cpu = torch.device("cpu")
     policy, algo = make(DISCRETE)
-    assert fast_cpu.select("false", policy, algo, cpu, compiled=False) is None
-    assert fast_cpu.select("auto", policy, algo, cpu, compiled=True) is None
+    assert algo.enable_fast_cpu("false", cpu, compiled=False) is None
+    assert algo.enable_fast_cpu("auto", cpu, compiled=True) is None
     with pytest.raises(ConfigError, match="compile=true"):
-        fast_cpu.select("true", policy, algo, cpu, compiled=True)
+        algo.enable_fast_cpu("true", cpu, compiled=True)
     with pytest.raises(ConfigError, match="must be auto, true or false"):
-        fast_cpu.select("fast", policy, algo, cpu, compiled=False)
+        algo.enable_fast_cpu("fast", cpu, compiled=False)
 
     sde = ActorCritic(OBS, BOX, use_sde=True)
     a2c = A2C(policy=sde, learning_rate=1e-3, n_steps=5, gamma=0.99)
-    assert fast_cpu.unsupported_reason(sde, a2c, cpu, False).startswith("it implements PPO only")
-    assert fast_cpu.unsupported_reason(sde, PPO(policy=sde, learning_rate=1e-3, n_steps=8, gamma=0.99), cpu, False) is None
+    assert a2c.enable_fast_cpu("auto", cpu, compiled=False) is None
+    with pytest.raises(ConfigError, match="it implements PPO only \\(algo is A2C\\)"):
+        a2c.enable_fast_cpu("true", cpu, compiled=False)
+
+    class MyPPO(PPO):  # a subclass may change the loss that the backend writes out by hand
+        pass
+
+    with pytest.raises(ConfigError, match="PPO only \\(algo is MyPPO\\)"):
+        MyPPO(policy=sde, learning_rate=1e-3, n_steps=8, gamma=0.99).enable_fast_cpu("true", cpu, compiled=False)
+    sde_ppo = PPO(policy=sde, learning_rate=1e-3, n_steps=8, gamma=0.99)
+    assert fast_cpu.unsupported_reason(sde, sde_ppo.optimizer, cpu, False) is None
     shared = ActorCritic(OBS, DISCRETE, shared=True)
     ppo_shared = PPO(policy=shared, learning_rate=1e-3, n_steps=8, gamma=0.99)
     with pytest.raises(ConfigError, match="network.shared"):
-        fast_cpu.select("true", shared, ppo_shared, cpu, compiled=False)
+        ppo_shared.enable_fast_cpu("true", cpu, compiled=False)
     elu = ActorCritic(OBS, DISCRETE, activation="elu")
-    assert "tanh or relu" in fast_cpu.unsupported_reason(elu, PPO(policy=elu, learning_rate=1e-3, n_steps=8, gamma=0.99), cpu, False)
+    assert "tanh or relu" in fast_cpu.unsupported_reason(elu, PPO(policy=elu, learning_rate=1e-3, n_steps=8, gamma=0.99).optimizer, cpu, False)
     rms = PPO(policy=policy, learning_rate=1e-3, n_steps=8, gamma=0.99, optimizer=torch.optim.RMSprop)
-    assert "Adam only" in fast_cpu.unsupported_reason(policy, rms, cpu, False)
-    assert fast_cpu.select("true", policy, algo, cpu, compiled=False) is not None
+    assert "Adam only" in fast_cpu.unsupported_reason(policy, rms.optimizer, cpu, False)
+    assert algo.fast is None
+    backend = algo.enable_fast_cpu("true", cpu, compiled=False)
+    assert isinstance(backend, FastActorCritic) and algo.fast is backend
 
 
 def test_trainer_uses_it_and_a_fast_checkpoint_resumes_on_autograd(tmp_path):

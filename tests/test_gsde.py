@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from rlexp.distributions import StateDependentNoiseHead
-from rlexp.policies import ActorCritic
+from rlexp.networks.heads import StateDependentNoiseHead
+from rlexp.networks.actor_critic import ActorCritic
 
 
 def make_head(sample_freq: int = -1) -> StateDependentNoiseHead:

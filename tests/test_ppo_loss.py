@@ -90,7 +90,7 @@ def test_gradient_step_sums_terms_and_clips_norm():
 def test_target_kl_stops_the_epoch_loop():
     import gymnasium as gym
 
-    from rlexp.policies import ActorCritic
+    from rlexp.networks.actor_critic import ActorCritic
     from rlexp.rollout import Rollout
 
     torch.manual_seed(0)

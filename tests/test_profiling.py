@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rlexp.profiling import profile
+from rlexp.analysis.profiling import profile
 
 
 @pytest.mark.parametrize("fast_cpu, path", [("auto", "fast_cpu"), ("false", "autograd")])

@@ -1,4 +1,4 @@
-"""The algorithm-comparison sweep and reading a multirun back (rlexp/results.py, scripts/plot.py)."""
+"""The algorithm-comparison sweep and reading a multirun back (rlexp/analysis/results.py, scripts/plot.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT
-from rlexp.results import Curve, expected_jobs, first_step_at, group_by_setting, load_multirun, mean_std_curve, resample
+from rlexp.analysis.results import Curve, expected_jobs, first_step_at, group_by_setting, load_multirun, mean_std_curve, resample
 
 
 def test_compare_algos_sweep_launches_every_algorithm_on_three_seeds(tmp_path, compose_cfg):

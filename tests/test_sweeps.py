@@ -1,6 +1,6 @@
 """Sweeps through Hydra's own launchers and sweepers, and the report on a multirun.
 
-Basic and joblib launchers, an Optuna search, the report (rlexp/report.py) checked against
+Basic and joblib launchers, an Optuna search, the report (rlexp/analysis/report.py) checked against
 the jobs' own summary.json, failed and missing jobs, the one-line error when a plugin is not
 installed. The Ray tests are opt-in (``python -m pytest -m ray``; pip install -e ".[ray]").
 """
@@ -163,7 +163,7 @@ def test_report_on_a_directory_without_jobs(tmp_path):
 
 
 def test_threshold_defaults_to_the_environments_own():
-    from rlexp.report import env_threshold
+    from rlexp.analysis.report import env_threshold
 
     assert env_threshold("CartPole-v1") == 475.0
     assert env_threshold("Acrobot-v1") == -100.0

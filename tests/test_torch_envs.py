@@ -13,7 +13,7 @@ import torch
 from gymnasium.wrappers import vector as vw
 
 from rlexp.errors import ConfigError
-from rlexp.torch_envs import TORCH_ENVS, make_torch_env
+from rlexp.envs.torch_native import TORCH_ENVS, make_torch_env
 
 ENV_IDS = list(TORCH_ENVS)
 PI = math.pi

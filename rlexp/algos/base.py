@@ -18,16 +18,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
-from rlexp.errors import TrainingError, require
+from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.returns import explained_variance
 from rlexp.rollout import Batch, Rollout
 
 SCHEDULES = ("constant", "linear")
 
 
+def fast_cpu_setting(setting: Any) -> str:
+    """``fast_cpu`` as one of auto | true | false (YAML may give a bool)."""
+    setting = {True: "true", False: "false"}.get(setting, setting) if isinstance(setting, bool) else setting
+    if setting not in ("auto", "true", "false"):
+        raise ConfigError("fast_cpu", f"must be auto, true or false, got {setting!r}")
+    return setting
+
+
 class OnPolicyAlgorithm:
     #: whether the trainer must compute GAE advantages and value targets for the rollout
     needs_advantages: bool = True
+    #: a numpy backend that acts and updates in place of autograd (PPO's: rlexp.algos.ppo_fast_cpu),
+    #: set by enable_fast_cpu; None: everything runs through torch
+    fast: Any = None
 
     def __init__(
         self,
@@ -71,6 +82,14 @@ class OnPolicyAlgorithm:
             group["lr"] = lr
 
     # -- what subclasses write ----------------------------------------------------
+    def enable_fast_cpu(self, setting: Any, device: torch.device, compiled: bool) -> Any:
+        """``fast_cpu=<setting>``: switch on this algorithm's numpy backend where it has one and
+        it applies (returns it), or keep autograd (returns None). Only PPO has one."""
+        if fast_cpu_setting(setting) == "true":
+            raise ConfigError("fast_cpu", f"cannot be used here: it implements PPO only (algo is {type(self).__name__}) "
+                                          "(fast_cpu=auto falls back to autograd)")
+        return None
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -7,7 +7,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm
+from rlexp.algos import ppo_fast_cpu
+from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm, fast_cpu_setting
 from rlexp.errors import require
 from rlexp.rollout import Batch, Rollout, minibatches
 
@@ -35,7 +36,13 @@ class PPO(OnPolicyAlgorithm):
         self.initial_clip_range, self.clip_range_schedule = float(clip_range), clip_range_schedule
         self.clip_range = self.initial_clip_range
         self.clip_range_vf, self.target_kl = clip_range_vf, target_kl
-        self.fast = None  # rlexp.fast_cpu.FastActorCritic when the trainer enables fast_cpu
+
+    def enable_fast_cpu(self, setting: Any, device: torch.device, compiled: bool) -> Optional[ppo_fast_cpu.FastActorCritic]:
+        setting = fast_cpu_setting(setting)
+        if type(self) is not PPO or setting == "false":  # a subclass may change the loss the backend writes out by hand
+            return super().enable_fast_cpu(setting, device, compiled)
+        self.fast = ppo_fast_cpu.select(setting == "true", self.policy, self.optimizer, device, compiled)
+        return self.fast
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
@@ -105,9 +112,7 @@ class PPO(OnPolicyAlgorithm):
         return self.finish_update(steps, batch), stopped_early
 
     def _update_fast(self, batch: Batch) -> tuple[dict[str, float], bool]:
-        """The same epochs and minibatches, each step computed by rlexp.fast_cpu in numpy."""
-        from rlexp.fast_cpu import STEP_KEYS
-
+        """The same epochs and minibatches, each step computed by rlexp.algos.ppo_fast_cpu in numpy."""
         fast = self.fast
         fast.attach_optimizer_state()  # after a resume, take over the loaded Adam state
         settings = dict(clip_range=self.clip_range, clip_range_vf=self.clip_range_vf, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
@@ -116,4 +121,4 @@ class PPO(OnPolicyAlgorithm):
                         kl_limit=1.5 * self.target_kl if self.target_kl is not None else None)
         rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch), **settings))
         fast.sync_step_count()
-        return self.summarize_steps(list(STEP_KEYS), np.stack(rows) if rows else None, batch), stopped_early
+        return self.summarize_steps(list(ppo_fast_cpu.STEP_KEYS), np.stack(rows) if rows else None, batch), stopped_early

@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.classic_control.utils import maybe_parse_reset_bounds
 
-from rlexp.torch_envs.base import TorchVectorEnv, uniform
+from rlexp.envs.torch_native.base import TorchVectorEnv, uniform
 
 GRAVITY = 9.8
 MASS_CART = 1.0

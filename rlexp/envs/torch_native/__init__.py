@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rlexp.errors import ConfigError
-from rlexp.torch_envs.acrobot import AcrobotTorchEnv
-from rlexp.torch_envs.base import DeviceLike, TorchVectorEnv
-from rlexp.torch_envs.cartpole import CartPoleTorchEnv
-from rlexp.torch_envs.continuous_mountain_car import MountainCarContinuousTorchEnv
-from rlexp.torch_envs.mountain_car import MountainCarTorchEnv
-from rlexp.torch_envs.pendulum import PendulumTorchEnv
+from rlexp.envs.torch_native.acrobot import AcrobotTorchEnv
+from rlexp.envs.torch_native.base import DeviceLike, TorchVectorEnv
+from rlexp.envs.torch_native.cartpole import CartPoleTorchEnv
+from rlexp.envs.torch_native.continuous_mountain_car import MountainCarContinuousTorchEnv
+from rlexp.envs.torch_native.mountain_car import MountainCarTorchEnv
+from rlexp.envs.torch_native.pendulum import PendulumTorchEnv
 
 TORCH_ENVS: dict[str, type[TorchVectorEnv]] = {
     cls.env_id: cls

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlexp.torch_envs.base import TorchVectorEnv
-from rlexp.torch_envs.mountain_car import MAX_POSITION, MAX_SPEED, MIN_POSITION, car_at_rest, stop_at_left_wall
+from rlexp.envs.torch_native.base import TorchVectorEnv
+from rlexp.envs.torch_native.mountain_car import MAX_POSITION, MAX_SPEED, MIN_POSITION, car_at_rest, stop_at_left_wall
 
 MIN_ACTION = -1.0
 MAX_ACTION = 1.0

@@ -3,7 +3,7 @@
     python scripts/report.py outputs/multirun/<time> [--out DIR] [--threshold 475]
 
 Reads what every job left (``.hydra/``, ``summary.json``, TensorBoard events) through
-rlexp/results.py, groups the jobs by the swept keys except the seed, and writes into the
+rlexp/analysis/results.py, groups the jobs by the swept keys except the seed, and writes into the
 multirun directory (or ``--out``):
 
 * ``report.csv``: one row per group: the swept values, jobs and finished seeds, mean and
@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 import yaml
 
-from rlexp.results import (EVAL_TAG, Job, Multirun, first_step_at, fmt_mean_std, group_by_setting, load_multirun, mean_std,
+from rlexp.analysis.results import (EVAL_TAG, Job, Multirun, first_step_at, fmt_mean_std, group_by_setting, load_multirun, mean_std,
                            plot_learning_curves)
 
 CSV_NAME, MD_NAME, PNG_NAME = "report.csv", "report.md", "learning_curves.png"

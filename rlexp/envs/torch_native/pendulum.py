@@ -16,7 +16,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.classic_control.utils import verify_number_and_cast
 
-from rlexp.torch_envs.base import TorchVectorEnv, uniform_columns
+from rlexp.envs.torch_native.base import TorchVectorEnv, uniform_columns
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (rlexp/analysis/benchmark.py)
 
 
 @dataclass
@@ -150,7 +150,7 @@ def worker_result(args: list[str], what: str, **env: str) -> dict[str, Any]:
 
 
 def run_one(lib: str, case: str, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> dict[str, Any]:
-    args = ["rlexp.benchmark", lib, case, str(seed), str(threads), str(eval_episodes), *(extra if lib == "rlexp" else ())]
+    args = ["rlexp.analysis.benchmark", lib, case, str(seed), str(threads), str(eval_episodes), *(extra if lib == "rlexp" else ())]
     return worker_result(args, f"{lib} {case} seed {seed}", OMP_NUM_THREADS=str(threads))
 
 

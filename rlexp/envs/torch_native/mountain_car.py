@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.classic_control.utils import maybe_parse_reset_bounds
 
-from rlexp.torch_envs.base import TorchVectorEnv, uniform
+from rlexp.envs.torch_native.base import TorchVectorEnv, uniform
 
 MIN_POSITION = -1.2
 MAX_POSITION = 0.6

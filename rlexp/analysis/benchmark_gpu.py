@@ -3,7 +3,7 @@
     python scripts/benchmark_gpu.py --device cuda --seeds 3
     python scripts/benchmark_gpu.py --device cpu --variants small      # the same path on a CPU
 
-Each run is a fresh ``python -m rlexp.benchmark_gpu`` process that trains with
+Each run is a fresh ``python -m rlexp.analysis.benchmark_gpu`` process that trains with
 ``eval.stop_at`` set to the threshold, so it stops at the first evaluation that reaches
 it. Reported per variant (mean over seeds): training SPS (collection + GAE + update,
 evaluations excluded), training time and env steps until that evaluation, the wall
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlexp.benchmark import worker_result
+from rlexp.analysis.benchmark import worker_result
 
 T0 = time.perf_counter()
 
@@ -92,7 +92,7 @@ def run_worker(overrides: list[str], seed: int, device: str, threshold: float) -
 
 def run_one(variant: str, overrides: list[str], seed: int, device: str, threshold: float) -> dict[str, Any]:
     start = time.perf_counter()
-    args = ["rlexp.benchmark_gpu", "--worker", json.dumps([overrides, seed, device, threshold])]
+    args = ["rlexp.analysis.benchmark_gpu", "--worker", json.dumps([overrides, seed, device, threshold])]
     result = worker_result(args, f"{variant} seed {seed}", PYTHONUNBUFFERED="1")
     result.update(variant=variant, seed=seed, process_s=time.perf_counter() - start)
     return result

@@ -1,4 +1,5 @@
-"""Networks: an MLP builder with orthogonal init and the actor-critic the algorithms train."""
+"""The actor-critic the algorithms train: encoder torsos for the actor and the critic, an
+action head chosen by the action space and a value head."""
 
 from __future__ import annotations
 
@@ -9,25 +10,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlexp.distributions import make_action_head
 from rlexp.errors import ConfigError, require
-
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
-
-
-def mlp(in_features: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in hidden_sizes:
-        layers += [nn.Linear(in_features, size), ACTIVATIONS[activation]()]
-        in_features = size
-    return nn.Sequential(*layers)
-
-
-def orthogonal_init(module: nn.Module, gain: float) -> None:
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.orthogonal_(layer.weight, gain)
-            nn.init.zeros_(layer.bias)
+from rlexp.networks.encoders import ACTIVATIONS, mlp, orthogonal_init
+from rlexp.networks.heads import make_action_head
 
 
 class ActorCritic(nn.Module):

@@ -1,4 +1,4 @@
-"""Environments: Gymnasium vector envs by id, with Gymnasium's own vector wrappers.
+"""The environment factory: Gymnasium vector envs by id, with Gymnasium's own vector wrappers.
 
 The vector env keeps Gymnasium's default NEXT_STEP autoreset: the step that ends an
 episode returns the episode's true final observation (so a truncated episode
@@ -46,7 +46,7 @@ class EnvSpec:
         self.make_kwargs = dict(self.make_kwargs)
         require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.backend == "torch":
-            from rlexp.torch_envs import TORCH_ENVS
+            from rlexp.envs.torch_native import TORCH_ENVS
 
             require(self.id in TORCH_ENVS, "id", f"no torch-native version of {self.id!r}; backend=torch supports {', '.join(TORCH_ENVS)}")
             for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward"):
@@ -64,7 +64,7 @@ class EnvSpec:
         if self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
         if self.backend == "torch":  # state, inputs and outputs stay on ``device``
-            from rlexp.torch_envs import make_torch_env
+            from rlexp.envs.torch_native import make_torch_env
 
             return make_torch_env(self.id, num_envs or self.num_envs, device=device, **kwargs)
         try:
@@ -111,52 +111,8 @@ def missing_extra_hint(env_id: str, error: Exception) -> str:
     return str(error)
 
 
-def find_wrapper(env: gym.vector.VectorEnv, cls: type) -> Optional[gym.vector.VectorEnv]:
-    while env is not None:
-        if isinstance(env, cls):
-            return env
-        env = getattr(env, "env", None)
-    return None
-
-
-def rms_state(rms: Any) -> dict[str, Any]:
-    """A gymnasium RunningMeanStd as checkpoint-safe values (tensors and a float)."""
-    import torch
-
-    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
-
-
-def load_rms(rms: Any, state: dict[str, Any]) -> None:
-    """Set a RunningMeanStd from :func:`rms_state` values (copies, in its own dtype)."""
-    rms.mean = state["mean"].numpy().astype(rms.mean.dtype)
-    rms.var = state["var"].numpy().astype(rms.var.dtype)
-    rms.count = state["count"]
-
-
-def normalization_state(env: gym.vector.VectorEnv) -> dict[str, Any]:
-    """Observation and reward normalisation statistics of ``env`` (None where it has none)."""
-    obs_norm, reward_norm = find_wrapper(env, vw.NormalizeObservation), find_wrapper(env, vw.NormalizeReward)
-    return {
-        "obs_rms": rms_state(obs_norm.obs_rms) if obs_norm is not None else None,
-        "return_rms": rms_state(reward_norm.return_rms) if reward_norm is not None else None,
-    }
-
-
-def load_normalization_state(env: gym.vector.VectorEnv, state: dict[str, Any]) -> None:
-    """Inverse of :func:`normalization_state`, for the wrappers ``env`` has."""
-    for wrapper_cls, key in ((vw.NormalizeObservation, "obs_rms"), (vw.NormalizeReward, "return_rms")):
-        wrapper = find_wrapper(env, wrapper_cls)
-        if wrapper is not None and state.get(key) is not None:
-            load_rms(getattr(wrapper, key), state[key])
-
-
-def sync_obs_normalization(source: gym.vector.VectorEnv, target: gym.vector.VectorEnv) -> None:
-    """Copy observation-normalisation statistics (training env -> evaluation env)."""
-    load_normalization_state(target, {"obs_rms": normalization_state(source)["obs_rms"]})
-
-
 def is_torch_env(env: gym.vector.VectorEnv) -> bool:
-    from rlexp.torch_envs import TorchVectorEnv
+    from rlexp.envs.torch_native import TorchVectorEnv
 
     return isinstance(env, TorchVectorEnv)
 

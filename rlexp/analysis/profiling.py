@@ -29,7 +29,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         trainer = Trainer(cfg, run_dir)
         algo, rollout = trainer.algo, trainer.rollout
         steps = {"n": 0}
-        # count gradient steps on whichever path runs them: autograd, or rlexp.fast_cpu's numpy
+        # count gradient steps on whichever path runs them: autograd, or rlexp.algos.ppo_fast_cpu's numpy
         owner, name = (trainer.fast, "ppo_step") if trainer.fast is not None else (algo, "gradient_step")
         step_function = getattr(owner, name)
 
@@ -66,7 +66,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
             f"overrides: {' '.join(base + overrides)}",
             f"device {trainer.device}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; "
             f"median of {rollouts} rollouts of {env_steps} env steps, {grad_steps:g} gradient steps each; "
-            f"update path: {'fast_cpu (numpy, rlexp/fast_cpu.py)' if trainer.fast is not None else 'autograd'}",
+            f"update path: {'fast_cpu (numpy, rlexp/algos/ppo_fast_cpu.py)' if trainer.fast is not None else 'autograd'}",
             "",
             "| phase | per rollout (ms) | share | unit cost |",
             "| --- | --- | --- | --- |",

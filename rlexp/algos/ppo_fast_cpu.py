@@ -1,4 +1,4 @@
-"""The CPU fast path (``fast_cpu``): the actor-critic's forward pass and PPO's gradient
+"""PPO's CPU backend, the fast path (``fast_cpu``): the actor-critic's forward pass and PPO's gradient
 step written out by hand in numpy, on the policy's own parameters.
 
 Why it exists: at the sizes RL trains on a CPU (a minibatch of 256, two layers of 64)
@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from rlexp.errors import ConfigError
+from rlexp.networks.actor_critic import ActorCritic
+from rlexp.networks.heads import CategoricalHead, GaussianHead, StateDependentNoiseHead
 
 #: one row of numbers per gradient step, in this order (the keys PPO.loss + gradient_step give)
 STEP_KEYS = (
@@ -42,18 +44,13 @@ STEP_KEYS = (
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def unsupported_reason(policy: nn.Module, algo: Any, device: torch.device, compiled: bool) -> Optional[str]:
-    """Why the fast path cannot train this setup, or None when it can."""
-    from rlexp.algos.ppo import PPO
-    from rlexp.distributions import CategoricalHead, GaussianHead, StateDependentNoiseHead
-    from rlexp.policies import ActorCritic
-
-    optimizer = getattr(algo, "optimizer", None)
+def unsupported_reason(policy: nn.Module, optimizer: Any, device: torch.device, compiled: bool) -> Optional[str]:
+    """Why the fast path cannot train this policy and optimizer, or None when it can.
+    (PPO itself decides that the algorithm is plain PPO: see PPO.enable_fast_cpu.)"""
     group = optimizer.param_groups[0] if optimizer is not None and len(optimizer.param_groups) == 1 else {}
     checks = [
         (device.type == "cpu", f"it runs on the CPU only (device is {device})"),
         (not compiled, "compile=true compiles the autograd loss instead"),
-        (type(algo) is PPO, f"it implements PPO only (algo is {type(algo).__name__})"),
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
         (not getattr(policy, "shared", True), "network.shared=true is not supported"),
         (getattr(policy, "activation", None) in ("tanh", "relu"), "network.activation must be tanh or relu"),
@@ -67,16 +64,13 @@ def unsupported_reason(policy: nn.Module, algo: Any, device: torch.device, compi
     return next((why for ok, why in checks if not ok), None)
 
 
-def select(setting: Any, policy: nn.Module, algo: Any, device: torch.device, compiled: bool) -> Optional["FastActorCritic"]:
-    """The fast path for ``fast_cpu=<setting>`` (auto | true | false), or None."""
-    if setting in (False, "false"):
-        return None
-    if setting not in (True, "true", "auto"):
-        raise ConfigError("fast_cpu", f"must be auto, true or false, got {setting!r}")
-    why = unsupported_reason(policy, algo, device, compiled)
+def select(required: bool, policy: nn.Module, optimizer: Any, device: torch.device, compiled: bool) -> Optional["FastActorCritic"]:
+    """The fast path for this policy and optimizer; None where it does not apply, unless
+    ``required`` (fast_cpu=true), which then says why not."""
+    why = unsupported_reason(policy, optimizer, device, compiled)
     if why is None:
-        return FastActorCritic(policy, algo.optimizer)
-    if setting == "auto":
+        return FastActorCritic(policy, optimizer)
+    if not required:
         return None
     raise ConfigError("fast_cpu", f"cannot be used here: {why} (fast_cpu=auto falls back to autograd)")
 

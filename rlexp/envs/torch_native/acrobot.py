@@ -17,7 +17,7 @@ from gymnasium import spaces
 from gymnasium.envs.classic_control.utils import maybe_parse_reset_bounds
 
 from rlexp.errors import require
-from rlexp.torch_envs.base import TorchVectorEnv, uniform
+from rlexp.envs.torch_native.base import TorchVectorEnv, uniform
 
 DT = 0.2
 LINK_LENGTH_1 = 1.0

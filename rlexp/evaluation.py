@@ -1,0 +1,68 @@
+"""Evaluating a policy: whole episodes on environment instances of its own (the trainer's
+periodic evaluation and ``rlexp-eval``), and rebuilding a trained policy from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlexp.envs import ActionAdapter, load_normalization_state
+from rlexp.errors import ConfigError
+
+
+@torch.inference_mode()
+def evaluate_policy(
+    policy: torch.nn.Module,
+    env: gym.vector.VectorEnv,
+    episodes: int,
+    device: torch.device,
+    deterministic: bool = True,
+    seed: int | None = None,
+) -> np.ndarray:
+    """Returns of ``episodes`` complete episodes, one per sub-environment.
+
+    ``env`` must have exactly ``episodes`` sub-environments and a
+    RecordEpisodeStatistics wrapper: each sub-env plays one episode and its first
+    return is kept, so long episodes are not under-sampled (running until N episodes
+    finish in total would favour the short ones).
+    """
+    assert env.num_envs == episodes, "evaluation env needs one sub-env per episode"
+    to_env = ActionAdapter(env, device)
+    obs, _ = env.reset(seed=seed)
+    returns = np.full(episodes, np.nan)
+    while np.isnan(returns).any():
+        action = policy.predict(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
+        obs, _, _, _, info = env.step(to_env(action))
+        if "_episode" in info:
+            first = as_numpy(info["_episode"]) & np.isnan(returns)
+            returns[first] = as_numpy(info["episode"]["r"])[first]
+    return returns
+
+
+def as_numpy(x) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None):
+    """(policy, env, config) rebuilt from a checkpoint's own config and weights."""
+    from omegaconf import OmegaConf
+
+    from rlexp.builders import build
+    from rlexp.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, key="checkpoint")
+    cfg = OmegaConf.create(state["config"])
+    spec = build("env", cfg.env)
+    if render_mode:
+        spec.make_kwargs["render_mode"] = render_mode
+    env = spec.make(num_envs=num_envs, training=False)
+    policy = build("network", cfg.network, observation_space=env.single_observation_space, action_space=env.single_action_space)
+    try:
+        policy.load_state_dict(state["policy"])
+    except RuntimeError as e:
+        raise ConfigError("checkpoint", f"{path}: weights do not fit its own network config ({str(e).splitlines()[0][:200]})") from None
+    load_normalization_state(env, {"obs_rms": state.get("obs_rms")})  # raw rewards: no return_rms here
+    return policy.to(device).eval(), env, cfg

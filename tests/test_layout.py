@@ -1,0 +1,166 @@
+"""The package layout's rules, read from rlexp's own imports with ``ast``: no import
+cycles, and imports run one way (returns/rollout -> networks -> algos -> trainer -> entry
+points; envs know no learning; nothing on the training path reads the analysis tools).
+
+Every import counts, the ones inside functions too: a lazy import still ties two modules
+together (the PPO <-> fast-path circle this test was written against was two lazy imports).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "rlexp"
+
+#: (importing modules, forbidden imports, why): a module matches a prefix when it is that
+#: module or inside that package
+RULES = [
+    (("rlexp.networks", "rlexp.returns", "rlexp.rollout"), ("rlexp.algos", "rlexp.trainer"),
+     "networks and rollout storage know nothing of algorithms or the trainer"),
+    (("rlexp.envs",), ("rlexp.algos", "rlexp.networks", "rlexp.trainer"), "environments know no learning"),
+    (("rlexp.algos",), ("rlexp.trainer", "hydra", "omegaconf"), "algorithms take plain keyword arguments, never the trainer or a config"),
+    (("rlexp.trainer",), ("rlexp.train", "rlexp.evaluate", "rlexp.launchers"), "the trainer is below the entry points"),
+]
+ANALYSIS = "rlexp.analysis"
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def read_imports(root: Path) -> dict[str, set[str]]:
+    """{module: the modules it imports} for every .py file under the package ``root``.
+    ``from pkg import name`` counts as importing ``pkg.name`` where that is a module."""
+    files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package this module is in
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:
+                    candidate = f"{base}.{alias.name}"
+                    imported.add(candidate if candidate in files else base)
+        graph[name] = {m for m in imported if m != name}
+    return graph
+
+
+def within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for importers, forbidden, why in RULES:
+        for module, imported in graph.items():
+            if any(within(module, p) for p in importers):
+                found += [f"{module} imports {m}: {why}" for m in sorted(imported) if any(within(m, f) for f in forbidden)]
+    for module, imported in graph.items():
+        if not within(module, ANALYSIS):
+            found += [f"{module} imports {m}: the training path never reads the analysis tools"
+                      for m in sorted(imported) if within(m, ANALYSIS)]
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of two or more modules (Tarjan), as sorted lists."""
+    local = {m: {i for i in imported if i in graph} for m, imported in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(local[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for module in sorted(local):
+        if module not in index:
+            visit(module)
+    return groups
+
+
+def test_rlexp_has_no_import_cycles():
+    assert cycles(read_imports(PACKAGE)) == []
+
+
+def test_rlexp_imports_run_one_way():
+    assert violations(read_imports(PACKAGE)) == []
+
+
+def test_the_reader_sees_the_layout():
+    """The graph the rules run on is the real one: known edges are in it."""
+    graph = read_imports(PACKAGE)
+    assert "rlexp.algos.ppo_fast_cpu" in graph["rlexp.algos.ppo"]  # `from rlexp.algos import ppo_fast_cpu`
+    assert "rlexp.networks.heads" in graph["rlexp.networks.actor_critic"]
+    assert "rlexp.trainer" in graph["rlexp.analysis.benchmark"]  # a lazy import, inside a function
+    assert {"rlexp.envs", "rlexp.networks", "rlexp.algos", "rlexp.analysis"} <= set(graph)
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        path = root / "rlexp" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "rlexp"
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"__init__.py": "", "a.py": "def f():\n    from rlexp import b\n", "b.py": "from rlexp.a import f\n"}, [["rlexp.a", "rlexp.b"]]),
+    ({"__init__.py": "", "x/__init__.py": "", "x/p.py": "from . import q\n", "x/q.py": "from .r import z\n", "x/r.py": "import rlexp.x.p\n"},
+     [["rlexp.x.p", "rlexp.x.q", "rlexp.x.r"]]),
+    ({"__init__.py": "", "a.py": "import rlexp.b\n", "b.py": "import os\n"}, []),
+])
+def test_cycles_are_found(tmp_path, files, expected):
+    assert cycles(read_imports(write_package(tmp_path, files))) == expected
+
+
+def test_forbidden_directions_are_found(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "trainer.py": "",
+        "algos/__init__.py": "", "algos/ppo.py": "import hydra\nfrom rlexp.trainer import Trainer\n",
+        "networks/__init__.py": "", "networks/heads.py": "def f():\n    from rlexp.algos import ppo\n",
+        "envs/__init__.py": "from rlexp.networks import heads\n",
+        "analysis/__init__.py": "", "analysis/results.py": "",
+        "rollout.py": "from rlexp.analysis.results import x\n",
+    })
+    found = violations(read_imports(package))
+    assert found == [
+        "rlexp.networks.heads imports rlexp.algos.ppo: networks and rollout storage know nothing of algorithms or the trainer",
+        "rlexp.envs imports rlexp.networks.heads: environments know no learning",
+        "rlexp.algos.ppo imports hydra: algorithms take plain keyword arguments, never the trainer or a config",
+        "rlexp.algos.ppo imports rlexp.trainer: algorithms take plain keyword arguments, never the trainer or a config",
+        "rlexp.rollout imports rlexp.analysis.results: the training path never reads the analysis tools",
+    ]

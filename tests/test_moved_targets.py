@@ -1,0 +1,49 @@
+"""Runs saved before the package layout change name the old ``_target_`` paths in their
+saved config (.hydra/config.yaml, which resume composes from) and in their checkpoints'
+config (which rlexp-eval builds from). Both must still work."""
+
+import subprocess
+import sys
+
+import torch
+import yaml
+
+from conftest import ROOT, run_cli
+
+OLD, NEW = "rlexp.policies.ActorCritic", "rlexp.networks.ActorCritic"
+
+
+def rlexp_eval(*args):
+    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def as_saved_before_the_move(run_dir):
+    """Rewrite a run's saved configs the way rlexp 0.1 wrote them (network target rlexp.policies)."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(saved.read_text())
+    assert cfg["network"]["_target_"] == NEW
+    cfg["network"]["_target_"] = OLD
+    saved.write_text(yaml.safe_dump(cfg))
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        state["config"]["network"]["_target_"] = OLD
+        torch.save(state, path)
+
+
+def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("total_steps=2048", "progress=false", "logger=none", "eval.episodes=3", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    before = rlexp_eval(run_dir, "episodes=3")
+    assert before.returncode == 0, before.stderr
+
+    as_saved_before_the_move(run_dir)
+    after = rlexp_eval(run_dir, "episodes=3")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.split(" (")[0] == before.stdout.split(" (")[0]  # the same return, from the same weights
+
+    resumed = run_cli(f"resume={run_dir}", "total_steps=4096", "progress=false")
+    assert resumed.returncode == 0, resumed.stderr
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["global_step"] == 4096
+    assert state["config"]["network"]["_target_"] == OLD  # the run's own saved config, as it was composed
