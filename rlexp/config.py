@@ -86,6 +86,15 @@ class EnvSchema:
     clip_reward: Optional[float] = MISSING
     max_episode_steps: Optional[int] = MISSING
     make_kwargs: Dict[str, Any] = field(default_factory=dict)
+    obs_keys: Optional[List[str]] = None
+
+
+@dataclass
+class CnnSchema:
+    channels: Optional[List[int]] = None
+    kernels: Optional[List[int]] = None
+    strides: Optional[List[int]] = None
+    features: int = 512
 
 
 @dataclass
@@ -98,6 +107,8 @@ class NetworkSchema:
     log_std_init: Optional[float] = MISSING
     use_sde: bool = MISSING
     sde_sample_freq: int = MISSING
+    encoder: str = "auto"
+    cnn: CnnSchema = field(default_factory=CnnSchema)
 
 
 @dataclass

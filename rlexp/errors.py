@@ -16,7 +16,13 @@ class ConfigError(ValueError):
         self.message = message
         super().__init__(f"{key}: {message}")
 
+    #: keys given from the top of the run config (a network that finds the env's space
+    #: unusable names ``env.id`` or ``env.obs_keys``): :meth:`under` leaves them as they are
+    ABSOLUTE = ("env.", "algo.", "network.")
+
     def under(self, group: str) -> "ConfigError":
+        if self.key.startswith(self.ABSOLUTE):
+            return self
         return ConfigError(f"{group}.{self.key}", self.message)
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
+from rlexp.envs import ActionAdapter
 from rlexp.errors import ConfigError, require
+from rlexp.observations import to_tensor
 from rlexp.evaluation import evaluate_policy, load_trained
 
 
@@ -56,12 +58,13 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError("video", f"video needs extra packages: pip install \"rlexp[video]\" ({str(e).splitlines()[0]})") from None
     before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
+    to_env = ActionAdapter(env, device)
     obs, _ = env.reset(seed=args.seed)
     finished = 0
     with torch.inference_mode():
         while finished < args.video_episodes:
-            action = policy.predict(torch.as_tensor(obs, dtype=torch.float32, device=device), args.deterministic)
-            obs, _, terminated, truncated, _ = env.step(action.cpu().numpy())
+            action = policy.predict(to_tensor(obs, env.single_observation_space, device), args.deterministic)
+            obs, _, terminated, truncated, _ = env.step(to_env(action))
             finished += int((terminated | truncated).sum())
     env.close()
     return sorted(set(video_dir.glob("*.mp4")) - before)

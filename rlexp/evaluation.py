@@ -11,6 +11,7 @@ import torch
 
 from rlexp.envs import ActionAdapter, load_normalization_state
 from rlexp.errors import ConfigError
+from rlexp.observations import to_tensor
 
 
 @torch.inference_mode()
@@ -34,7 +35,7 @@ def evaluate_policy(
     obs, _ = env.reset(seed=seed)
     returns = np.full(episodes, np.nan)
     while np.isnan(returns).any():
-        action = policy.predict(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
+        action = policy.predict(to_tensor(obs, env.single_observation_space, device), deterministic)
         obs, _, _, _, info = env.step(to_env(action))
         if "_episode" in info:
             first = as_numpy(info["_episode"]) & np.isnan(returns)

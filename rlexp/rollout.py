@@ -1,7 +1,9 @@
 """Preallocated rollout storage and the one ``Batch`` type the algorithms consume.
 
 Policy-side tensors (observations, actions, log-probs, values) live on the training
-device and are written in place each step. Environment-side results (rewards,
+device and are written in place each step. Observations keep their own dtype (uint8
+images stay uint8) and their structure (a Dict observation is a dict of tensors; see
+rlexp.observations). Environment-side results (rewards,
 terminations, truncations) arrive as numpy arrays; they are written into numpy
 buffers and moved to the device once per rollout, not once per step.
 
@@ -12,16 +14,17 @@ steps take part in the GAE recursion only as a barrier and never reach a loss.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
+from rlexp.observations import Tree, assign, empty, tree_map
 from rlexp.returns import gae
 
 
 class Batch(NamedTuple):
-    obs: torch.Tensor
+    obs: Tree
     actions: torch.Tensor
     log_probs: torch.Tensor
     values: torch.Tensor
@@ -29,10 +32,10 @@ class Batch(NamedTuple):
     returns: torch.Tensor
 
     def __len__(self) -> int:
-        return self.obs.shape[0]
+        return self.log_probs.shape[0]
 
     def select(self, index: torch.Tensor) -> "Batch":
-        return Batch(*(field[index] for field in self))
+        return Batch(*(tree_map(lambda x: x[index], field) for field in self))
 
 
 class Rollout:
@@ -40,7 +43,7 @@ class Rollout:
         self,
         n_steps: int,
         num_envs: int,
-        obs_shape: tuple[int, ...],
+        observation: Any,
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: torch.device,
@@ -48,11 +51,12 @@ class Rollout:
     ):
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, device
         shape = (n_steps, num_envs)
-        self.obs = torch.zeros(shape + tuple(obs_shape), device=device)
+        # ``observation``: the env's single observation space, or a shape (float32 observations)
+        self.obs = empty(observation, shape, device)
         self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype, device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
-        if self.device.type == "cpu":  # numpy views: the CPU fast path (rlexp.algos.ppo_fast_cpu) writes numpy
+        if self.device.type == "cpu" and isinstance(self.obs, torch.Tensor) and self.obs.dtype == torch.float32:  # numpy views: the CPU fast path (rlexp.algos.ppo_fast_cpu) writes numpy
             self.policy_np = tuple(x.numpy() for x in (self.obs, self.actions, self.log_probs, self.values))
         # environment results: written through numpy views on the CPU (gymnasium envs),
         # or as tensors on the env's device (torch-native envs)
@@ -72,7 +76,8 @@ class Rollout:
             obs_np, actions_np, log_probs_np, values_np = self.policy_np
             obs_np[t], actions_np[t], log_probs_np[t], values_np[t] = obs, action, log_prob, value
         else:
-            self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = obs, action, log_prob, value
+            assign(self.obs, t, obs)
+            self.actions[t], self.log_probs[t], self.values[t] = action, log_prob, value
 
     def store_env(self, t: int, reward, terminated, truncated, valid) -> None:
         if isinstance(reward, np.ndarray):  # numpy assignment: cheaper than wrapping in tensors
@@ -97,7 +102,7 @@ class Rollout:
         valid = self.valid_env.reshape(-1).to(self.device)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])[valid]  # noqa: E731
         return Batch(
-            flat(self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns)
+            tree_map(flat, self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns)
         )
 
 
@@ -113,7 +118,7 @@ def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None
     if n_full == 1:  # one minibatch is the whole batch: its order cannot change a mean
         yield batch
         return
-    device = batch.obs.device
+    device = batch.log_probs.device
     if generator is None and device.type == "cuda":  # drawn there: a host draw of 100k+ indices and its copy cost ~1 ms
         order = torch.randperm(n, device=device)
     else:

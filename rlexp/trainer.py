@@ -25,6 +25,8 @@ from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluation import evaluate_policy
 from rlexp.logger import write_json_atomic
+from rlexp.networks.heads import action_storage
+from rlexp.observations import to_tensor
 from rlexp.rollout import Rollout
 from rlexp.stopping import StopRequest
 
@@ -74,13 +76,12 @@ class Trainer:
             self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
         self.fast = self.algo.enable_fast_cpu(cfg.get("fast_cpu", "auto"), self.device, compiled=bool(cfg.compile))
 
-        space = self.env.single_action_space
+        self.obs_space = self.env.single_observation_space
         self.rollout = Rollout(
             self.algo.n_steps,
             self.env.num_envs,
-            self.env.single_observation_space.shape,
-            space.shape,
-            torch.int64 if isinstance(space, gym.spaces.Discrete) else torch.float32,
+            self.obs_space,
+            *action_storage(self.env.single_action_space),
             self.device,
             env_device=self.device if is_torch_env(self.env) else None,
         )
@@ -120,9 +121,9 @@ class Trainer:
             if fast is not None:  # rlexp.algos.ppo_fast_cpu: numpy from the env to the rollout buffers
                 action, log_prob, value = fast.act(obs)
                 self.rollout.store_policy(t, obs, action, log_prob, value)
-                env_action = action
+                env_action = self.to_env(action)
             else:
-                obs_t = torch.as_tensor(obs, dtype=torch.float32).to(self.device, non_blocking=True)
+                obs_t = to_tensor(obs, self.obs_space, self.device)
                 action, log_prob, value = self.policy.act(obs_t)
                 self.rollout.store_policy(t, obs_t, action, log_prob, value)
                 env_action = self.to_env(action)
@@ -225,7 +226,7 @@ class Trainer:
         (nothing to do for algorithms that use Monte Carlo returns)."""
         if self.algo.needs_advantages:
             with torch.inference_mode():
-                last_value = self.policy.value(torch.as_tensor(next_obs, dtype=torch.float32, device=self.device))
+                last_value = self.policy.value(to_tensor(next_obs, self.obs_space, self.device))
             self.rollout.compute_gae(last_value, self.algo.gamma, self.algo.gae_lambda)
 
     def record(self, metrics: dict[str, float], finished: list[tuple[float, int]]) -> None:

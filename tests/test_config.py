@@ -11,7 +11,9 @@ from conftest import CONF, group_options
 from rlexp.errors import ConfigError
 from rlexp.builders import build
 
-ALGOS, ENVS, NETWORKS = group_options("algo"), group_options("env"), group_options("network")
+ALGOS, ENVS = group_options("algo"), group_options("env")
+PIXEL_NETWORKS = ["cnn"]  # need image observations: tested on image spaces below
+NETWORKS = [n for n in group_options("network") if n not in PIXEL_NETWORKS]
 
 
 def spaces_of(env_id: str):
@@ -35,6 +37,19 @@ def test_every_combination_composes_and_instantiates(compose_cfg, algo, env, net
     action, log_prob, value = policy.act(obs)
     assert log_prob.shape == value.shape == (1,)
     assert algorithm.n_steps == cfg.algo.n_steps
+
+
+@pytest.mark.parametrize("network", PIXEL_NETWORKS)
+@pytest.mark.parametrize("shape", [(84, 84, 3), (4, 84, 84), (84, 84)])
+def test_pixel_networks_build_on_images_and_name_the_key_elsewhere(compose_cfg, network, shape):
+    cfg = compose_cfg(f"network={network}")
+    image = gym.spaces.Box(0, 255, shape, dtype="uint8")
+    policy = build("network", cfg.network, observation_space=image, action_space=gym.spaces.Discrete(4))
+    action, log_prob, value = policy.act(torch.as_tensor(image.sample()).unsqueeze(0))
+    assert action.shape == log_prob.shape == value.shape == (1,)
+    cartpole = gym.make("CartPole-v1")
+    with pytest.raises(ConfigError, match=r"^network\.encoder: cnn needs an image"):
+        build("network", cfg.network, observation_space=cartpole.observation_space, action_space=cartpole.action_space)
 
 
 @pytest.mark.parametrize("preset", group_options("hparams"))

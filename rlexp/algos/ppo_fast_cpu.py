@@ -34,6 +34,7 @@ from torch import nn
 
 from rlexp.errors import ConfigError
 from rlexp.networks.actor_critic import ActorCritic
+from rlexp.networks.encoders import FlattenEncoder
 from rlexp.networks.heads import CategoricalHead, GaussianHead, StateDependentNoiseHead
 
 #: one row of numbers per gradient step, in this order (the keys PPO.loss + gradient_step give)
@@ -52,6 +53,9 @@ def unsupported_reason(policy: nn.Module, optimizer: Any, device: torch.device, 
         (device.type == "cpu", f"it runs on the CPU only (device is {device})"),
         (not compiled, "compile=true compiles the autograd loss instead"),
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
+        (type(getattr(policy, "actor_encoder", None)) is FlattenEncoder and policy.actor_encoder.passthrough
+         and type(policy.critic_encoder) is FlattenEncoder, "it takes 1-D Box observations only (no CNN, one-hot or Dict encoders)"),
+        (len(getattr(policy, "actor_body", ())) > 0, "it needs at least one hidden layer (network.hidden_sizes)"),
         (not getattr(policy, "shared", True), "network.shared=true is not supported"),
         (getattr(policy, "activation", None) in ("tanh", "relu"), "network.activation must be tanh or relu"),
         (type(getattr(policy, "action_head", None)) in (CategoricalHead, GaussianHead, StateDependentNoiseHead),

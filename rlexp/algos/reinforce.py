@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from rlexp.algos.base import OnPolicyAlgorithm
+from rlexp.observations import tree_map
 from rlexp.returns import discounted_returns, explained_variance, finished_mask
 from rlexp.rollout import Batch, Rollout
 
@@ -49,7 +50,7 @@ class REINFORCE(OnPolicyAlgorithm):
         # `valid` is False on Gymnasium's autoreset steps (reset observation, reward 0)
         keep = finished_mask(episode_end) & valid
         g = returns[keep]
-        batch = Batch(rollout.obs[keep], rollout.actions[keep], rollout.log_probs[keep], rollout.values[keep], g, g)
+        batch = Batch(tree_map(lambda x: x[keep], rollout.obs), rollout.actions[keep], rollout.log_probs[keep], rollout.values[keep], g, g)
         return batch, valid.sum()
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:

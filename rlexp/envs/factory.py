@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -17,9 +18,17 @@ import gymnasium as gym
 from gymnasium.wrappers import vector as vw
 
 from rlexp.errors import ConfigError, require
+from rlexp.observations import encodable
+
+log = logging.getLogger("rlexp")
 
 EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+#: env ids that an optional package registers when imported: (id prefix, module, rlexp extra)
+FAMILIES = (("MiniGrid-", "minigrid", "minigrid"), ("BabyAI-", "minigrid", "minigrid"), ("ALE/", "ale_py", "atari"))
 BACKENDS = ("gymnasium", "torch")
+#: evaluation episodes of envs registered without a time limit end here (env.max_episode_steps
+#: overrides): 27,000 steps is ALE's 108,000-frame cap at frame skip 4
+EVAL_STEP_LIMIT = 27_000
 
 
 @dataclass
@@ -36,6 +45,7 @@ class EnvSpec:
     clip_reward: Optional[float] = None
     max_episode_steps: Optional[int] = None
     make_kwargs: dict[str, Any] = field(default_factory=dict)
+    obs_keys: Optional[list[str]] = None  # Dict observations: the entries to keep (null: all rlexp can encode)
 
     def __post_init__(self) -> None:
         require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
@@ -63,6 +73,10 @@ class EnvSpec:
         kwargs = dict(self.make_kwargs)
         if self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
+        elif not training and self.backend == "gymnasium" and registered_step_limit(self.id) is None:
+            # evaluation waits for every episode to end: a deterministic policy that loops in an
+            # env with no time limit (CliffWalking) would keep it waiting forever
+            kwargs["max_episode_steps"] = EVAL_STEP_LIMIT
         if self.backend == "torch":  # state, inputs and outputs stay on ``device``
             from rlexp.envs.torch_native import make_torch_env
 
@@ -74,6 +88,13 @@ class EnvSpec:
         except TypeError as e:
             raise ConfigError("make_kwargs", f"{self.id} rejected {kwargs}: {e}") from None
         env = vw.RecordEpisodeStatistics(env)
+        try:
+            env = self.select_entries(env, training)
+            require(not self.normalize_obs or isinstance(env.single_observation_space, gym.spaces.Box), "normalize_obs",
+                    f"applies to Box observations only; {self.id}'s are {env.single_observation_space}")
+        except ConfigError:
+            env.close()
+            raise
         if isinstance(env.single_action_space, gym.spaces.Box):
             env = vw.ClipAction(env)
         if self.normalize_obs:
@@ -88,6 +109,28 @@ class EnvSpec:
         return env
 
 
+    def select_entries(self, env: gym.vector.VectorEnv, training: bool) -> gym.vector.VectorEnv:
+        """Keep the Dict observation entries named in ``obs_keys``; without it, leave out the
+        entries no encoder reads (MiniGrid's text mission), saying so once."""
+        space = env.single_observation_space
+        if self.obs_keys is not None:
+            require(isinstance(space, gym.spaces.Dict), "obs_keys", f"applies to Dict observations; {self.id}'s are {space}")
+            unknown = [k for k in self.obs_keys if k not in space.spaces]
+            require(not unknown, "obs_keys", f"{self.id} has no observation entry {', '.join(map(repr, unknown))}; "
+                                             f"its entries are: {', '.join(space.spaces)}")
+            require(len(self.obs_keys) > 0, "obs_keys", f"name at least one entry: {', '.join(space.spaces)}")
+            return vw.FilterObservation(env, list(self.obs_keys))
+        if not isinstance(space, gym.spaces.Dict):
+            return env
+        unusable = [key for key, sub in space.spaces.items() if not encodable(sub)]
+        if not unusable:
+            return env
+        if training:
+            log.info("%s: leaving out observation entr%s %s, which rlexp has no encoder for; env.obs_keys=[...] names the entries to keep",
+                     self.id, "y" if len(unusable) == 1 else "ies", ", ".join(f"{k} ({type(space.spaces[k]).__name__})" for k in unusable))
+        return vw.FilterObservation(env, [key for key in space.spaces if key not in unusable])
+
+
 def check_env_id(env_id: str) -> None:
     if ":" in env_id:  # "package.module:Env-v0": importing the module registers the env
         module, _, name = env_id.partition(":")
@@ -96,11 +139,27 @@ def check_env_id(env_id: str) -> None:
         except ImportError as e:
             raise ConfigError("id", f"cannot import {module!r} for {env_id!r}: {e}") from None
         env_id = name
+    register_family(env_id)
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the list"
     raise ConfigError("id", f"unknown Gymnasium environment {env_id!r}{hint}")
+
+
+def registered_step_limit(env_id: str) -> Optional[int]:
+    spec = gym.registry.get(env_id.rpartition(":")[2])
+    return spec.max_episode_steps if spec is not None else None
+
+
+def register_family(env_id: str) -> None:
+    """Import the package that registers ``env_id`` (MiniGrid, ALE) if it is one of theirs."""
+    for prefix, module, extra in FAMILIES:
+        if env_id.startswith(prefix) and env_id not in gym.registry:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise ConfigError("id", f"{env_id} needs the {module} package: pip install \"rlexp[{extra}]\"") from None
 
 
 def missing_extra_hint(env_id: str, error: Exception) -> str:
@@ -118,20 +177,37 @@ def is_torch_env(env: gym.vector.VectorEnv) -> bool:
 
 
 class ActionAdapter:
-    """Policy actions -> what the env takes: tensors stay on the device for torch-native
-    envs (clipped to a Box's bounds, as ClipAction does for gymnasium envs); gymnasium
-    envs get one numpy array per step."""
+    """Policy actions -> what the env takes. Torch-native envs get tensors on the device
+    (clipped to a Box's bounds, as ClipAction does for gymnasium envs); gymnasium envs get
+    one numpy array per step, in the space's own terms: a Discrete or MultiDiscrete
+    ``start`` added back (policies count from 0), MultiDiscrete and MultiBinary actions in
+    the space's shape and dtype (policies give flat vectors)."""
 
     def __init__(self, env: gym.vector.VectorEnv, device: Any):
+        import numpy as np
+
         self.native = is_torch_env(env)
         space = env.single_action_space
         self.bounds = None
+        self.shape = self.offset = self.dtype = None
         if self.native and isinstance(space, gym.spaces.Box):
             import torch
 
             self.bounds = (torch.as_tensor(space.low, device=device), torch.as_tensor(space.high, device=device))
+        if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and np.any(space.start != 0):
+            self.offset = np.asarray(space.start)
+        if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+            self.shape, self.dtype = tuple(space.shape), space.dtype
 
     def __call__(self, action: Any) -> Any:
-        if not self.native:
-            return action.cpu().numpy()
-        return action if self.bounds is None else action.clamp(*self.bounds)
+        if self.native:
+            return action if self.bounds is None else action.clamp(*self.bounds)
+        if hasattr(action, "cpu"):  # a tensor
+            action = action.cpu().numpy()
+        if self.shape is not None:
+            action = action.reshape((-1, *self.shape))
+        if self.offset is not None:
+            action = action + self.offset
+        if self.dtype is not None:
+            action = action.astype(self.dtype, copy=False)
+        return action

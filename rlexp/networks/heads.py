@@ -1,5 +1,10 @@
 """Action heads keyed by action space: Categorical for Discrete, diagonal Gaussian for Box
-(with either state-independent noise or gSDE's state-dependent noise).
+(with either state-independent noise or gSDE's state-dependent noise), independent
+Categoricals for MultiDiscrete, Bernoulli for MultiBinary.
+
+Heads act in the policy's own terms: a Discrete action is an index from 0 (the env adapter
+adds the space's ``start``), MultiDiscrete and MultiBinary actions are flat vectors (the
+adapter gives them the space's shape and dtype).
 
 Every head has the same small interface: ``forward(features)`` gives a distribution, and
 ``sample``, ``log_prob``, ``entropy``, ``mode`` act on it.
@@ -8,9 +13,10 @@ Every head has the same small interface: ``forward(features)`` gives a distribut
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Bernoulli, Categorical, Normal
 
 from rlexp.errors import ConfigError
 
@@ -126,17 +132,102 @@ class StateDependentNoiseHead(GaussianHead):
         return dist.mean + torch.bmm(latent.unsqueeze(1), self.noise_for_sample(latent.shape[0])).squeeze(1)
 
 
+class MultiCategorical:
+    """Independent Categoricals over the entries of a MultiDiscrete action."""
+
+    def __init__(self, logits: torch.Tensor, sizes: list[int]):
+        self.parts = [Categorical(logits=chunk, validate_args=False) for chunk in torch.split(logits, sizes, dim=-1)]
+
+
+class MultiCategoricalHead(nn.Module):
+    """MultiDiscrete(nvec): one block of logits per entry; log-prob and entropy are the sums."""
+
+    def __init__(self, in_features: int, sizes: list[int]):
+        super().__init__()
+        self.sizes = [int(n) for n in sizes]
+        self.logits = nn.Linear(in_features, sum(self.sizes))
+        self.output_layer = self.logits
+
+    def forward(self, features: torch.Tensor) -> MultiCategorical:
+        return MultiCategorical(self.logits(features), self.sizes)
+
+    def sample(self, dist: MultiCategorical) -> torch.Tensor:
+        return torch.stack([part.sample() for part in dist.parts], dim=-1)
+
+    @staticmethod
+    def log_prob(dist: MultiCategorical, actions: torch.Tensor) -> torch.Tensor:
+        return sum(part.log_prob(actions[..., i]) for i, part in enumerate(dist.parts))
+
+    @staticmethod
+    def entropy(dist: MultiCategorical) -> torch.Tensor:
+        return sum(part.entropy() for part in dist.parts)
+
+    @staticmethod
+    def mode(dist: MultiCategorical) -> torch.Tensor:
+        return torch.stack([part.logits.argmax(dim=-1) for part in dist.parts], dim=-1)
+
+
+class BernoulliHead(nn.Module):
+    """MultiBinary(n): one independent Bernoulli per bit; actions are 0./1. floats."""
+
+    def __init__(self, in_features: int, n: int):
+        super().__init__()
+        self.logits = nn.Linear(in_features, n)
+        self.output_layer = self.logits
+
+    def forward(self, features: torch.Tensor) -> Bernoulli:
+        return Bernoulli(logits=self.logits(features), validate_args=False)
+
+    def sample(self, dist: Bernoulli) -> torch.Tensor:
+        return dist.sample()
+
+    @staticmethod
+    def log_prob(dist: Bernoulli, actions: torch.Tensor) -> torch.Tensor:
+        return dist.log_prob(actions).sum(-1)
+
+    @staticmethod
+    def entropy(dist: Bernoulli) -> torch.Tensor:
+        return dist.entropy().sum(-1)
+
+    @staticmethod
+    def mode(dist: Bernoulli) -> torch.Tensor:
+        return (dist.logits > 0).float()
+
+
+def action_storage(space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
+    """(shape, dtype) of one action as the policy gives it and the rollout keeps it."""
+    if isinstance(space, gym.spaces.Discrete):
+        return (), torch.int64
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return (int(np.prod(space.shape)),), torch.int64
+    if isinstance(space, gym.spaces.MultiBinary):
+        return (int(np.prod(space.shape)),), torch.float32
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return tuple(space.shape), torch.float32
+    raise ConfigError("env.id", unsupported_action_space(space))
+
+
+def unsupported_action_space(space: gym.Space) -> str:
+    return (f"action space {space} is not supported: rlexp acts in Discrete, 1-D Box, MultiDiscrete and MultiBinary spaces; "
+            "wrap the env so that its actions are one of those")
+
+
 def make_action_head(
     action_space: gym.Space, in_features: int, log_std_init: float = 0.0, use_sde: bool = False, sde_sample_freq: int = -1
 ) -> nn.Module:
+    is_box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    if use_sde and not is_box:
+        raise ConfigError("use_sde", f"applies to continuous (Box) action spaces only; this env's actions are {action_space}")
     if isinstance(action_space, gym.spaces.Discrete):
-        if use_sde:
-            raise ConfigError("use_sde", f"applies to continuous (Box) action spaces only; this env's actions are {action_space}")
         return CategoricalHead(in_features, int(action_space.n))
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return MultiCategoricalHead(in_features, np.asarray(action_space.nvec).reshape(-1).tolist())
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return BernoulliHead(in_features, int(np.prod(action_space.shape)))
+    if is_box:
         if use_sde:
             if sde_sample_freq == 0 or sde_sample_freq < -1:
                 raise ConfigError("sde_sample_freq", f"must be -1 (once per rollout) or >= 1, got {sde_sample_freq}")
             return StateDependentNoiseHead(in_features, action_space.shape[0], log_std_init, sde_sample_freq)
         return GaussianHead(in_features, action_space.shape[0], log_std_init)
-    raise ConfigError("env.id", f"action space {action_space} is not supported (Discrete or 1-D Box only)")
+    raise ConfigError("env.id", unsupported_action_space(action_space))
