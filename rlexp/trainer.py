@@ -151,7 +151,7 @@ class Trainer:
         log.info(
             "%s on %s: %d steps (%d updates of %d) on %s%s%s; run dir %s",
             type(self.algo).__name__, self.env_spec.id, n_updates * steps_per_rollout, n_updates, steps_per_rollout, self.device,
-            " (numpy fast path: fast_cpu)" if self.fast is not None else "",
+            " (numpy fast path: fast_cpu)" if self.fast is not None else " (autograd)",
             f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir,
         )
         # fresh episodes on resume: the environments' internal state is not checkpointed
