@@ -107,7 +107,7 @@ class NetworkSchema:
     log_std_init: Optional[float] = MISSING
     use_sde: bool = MISSING
     sde_sample_freq: int = MISSING
-    encoder: str = "auto"
+    encoder: Any = "auto"  # auto | flatten | cnn, or {entry: kind} for Dict observations
     cnn: CnnSchema = field(default_factory=CnnSchema)
 
 

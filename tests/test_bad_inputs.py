@@ -53,7 +53,10 @@ TRAIN_CASES = [
     (["env.num_envs=0"], ["env.num_envs"]),
     (["algo.batch_size=4096"], ["algo.batch_size", "n_steps * num_envs"]),
     (["env.id=CartPoel-v1"], ["env.id", "CartPole-v1"]),          # unknown env id, close match suggested
-    (["network.hidden_sizes=[]"], ["network.hidden_sizes"]),
+    (["network.hidden_sizes=[64,0]"], ["network.hidden_sizes"]),        # [] is fine (heads read the encoder), 0 is not
+    (["network.encoder=rnn"], ["network.encoder", "auto, flatten, cnn"]),
+    (["network=cnn"], ["network.encoder", "cnn needs an image"]),
+    (["env.id=FrozenLake-v1", "env.normalize_obs=true"], ["env.normalize_obs", "Box observations only"]),
     (["network.log_std_init=-0.5"], ["network.log_std_init", "continuous"]),  # a continuous-only setting on CartPole
     (["network.use_sde=true"], ["network.use_sde", "continuous"]),             # gSDE on CartPole
     (["env=pendulum", "network.use_sde=true", "network.sde_sample_freq=0"], ["network.sde_sample_freq", "-1"]),

@@ -94,6 +94,19 @@ def test_dict_and_tuple_features_concatenate_in_the_space_order():
     assert encoder(obs).tolist() == [[0.5, -4.0, 0, 0, 1, 1, 0, 0, 1]]
 
 
+def test_an_encoder_per_dict_entry():
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), "pixels": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
+    encoder = make_encoder(space, {"image": "flatten"})
+    assert [type(part).__name__ for part in encoder.parts.values()] == ["FlattenEncoder", "CnnEncoder"]  # pixels: auto
+    assert encoder.out_features == 8 * 8 * 3 + 512
+    with pytest.raises(ConfigError, match="^encoder: no observation entry colour; the entries are: image, pixels"):
+        make_encoder(space, {"colour": "cnn"})
+    with pytest.raises(ConfigError, match="^encoder: must be one of auto, flatten, cnn per entry, got 'rnn'"):
+        make_encoder(space, {"image": "rnn"})
+    with pytest.raises(ConfigError, match="^encoder: a choice per entry needs Dict observations"):
+        make_encoder(gym.spaces.Discrete(3), {"image": "cnn"})
+
+
 def test_text_entry_is_named_with_the_key_to_change():
     space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Text(8)))
     with pytest.raises(ConfigError, match=r"^env.id: observation entry '\[1\]' Text\(.*leave it out with env.obs_keys"):

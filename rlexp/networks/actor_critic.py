@@ -40,7 +40,7 @@ class ActorCritic(nn.Module):
         log_std_init: Optional[float] = None,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
-        encoder: str = "auto",
+        encoder: str | dict[str, str] = "auto",
         cnn: Optional[dict[str, Any]] = None,
     ):
         super().__init__()

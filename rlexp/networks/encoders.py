@@ -17,7 +17,7 @@ implementations share live here too. Observations arrive in their storage dtype
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -191,11 +191,17 @@ class CnnEncoder(nn.Module):
 class DictEncoder(nn.Module):
     """One encoder per entry of a Dict (in the space's key order) or Tuple; features concatenated."""
 
-    def __init__(self, space: gym.Space, encoder: str, cnn: CnnSpec, path: str):
+    def __init__(self, space: gym.Space, encoder: Union[str, Mapping[str, str]], cnn: CnnSpec, path: str):
         super().__init__()
         if isinstance(space, gym.spaces.Dict):
             self.keys: list = list(space.spaces)
-            parts = {str(k): make_encoder(space.spaces[k], encoder, cnn, f"{path}.{k}" if path else str(k)) for k in self.keys}
+            if isinstance(encoder, Mapping):  # one choice per top-level entry, auto for the rest
+                unknown = sorted(set(encoder) - set(map(str, self.keys)))
+                require(not unknown, "encoder", f"no observation entry {', '.join(unknown)}; the entries are: {', '.join(map(str, self.keys))}")
+                kinds = {str(k): encoder.get(str(k), "auto") for k in self.keys}
+            else:
+                kinds = {str(k): encoder for k in self.keys}
+            parts = {str(k): make_encoder(space.spaces[k], kinds[str(k)], cnn, f"{path}.{k}" if path else str(k)) for k in self.keys}
         else:
             self.keys = list(range(len(space.spaces)))
             parts = {str(i): make_encoder(sub, encoder, cnn, f"{path}[{i}]") for i, sub in enumerate(space.spaces)}
@@ -207,11 +213,19 @@ class DictEncoder(nn.Module):
         return torch.cat([self.parts[str(k)](obs[k]) for k in self.keys], dim=1)
 
 
-def make_encoder(space: gym.Space, encoder: str = "auto", cnn: Optional[CnnSpec] = None, path: str = "") -> nn.Module:
+def make_encoder(space: gym.Space, encoder: Union[str, Mapping[str, str]] = "auto", cnn: Optional[CnnSpec] = None,
+                 path: str = "") -> nn.Module:
     """The encoder for ``space``: ``auto`` gives images a CNN and flattens the rest; ``flatten``
-    flattens images too; ``cnn`` insists on a CNN for every Box (it must be an image)."""
-    require(encoder in ENCODERS, "encoder", f"must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+    flattens images too; ``cnn`` insists on a CNN for every Box (it must be an image). For a
+    Dict space, a mapping chooses per entry (``{image: cnn, direction: flatten}``)."""
     cnn = cnn or CnnSpec()
+    if isinstance(encoder, Mapping):
+        require(isinstance(space, gym.spaces.Dict) and not path, "encoder",
+                f"a choice per entry needs Dict observations; {'entry ' + repr(path) if path else 'this env'} gives {space}")
+        for kind in encoder.values():
+            require(kind in ENCODERS, "encoder", f"must be one of {', '.join(ENCODERS)} per entry, got {kind!r}")
+    else:
+        require(encoder in ENCODERS, "encoder", f"must be one of {', '.join(ENCODERS)}, got {encoder!r}")
     where = f"observation entry {path!r}" if path else "observation space"
     if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
         return DictEncoder(space, encoder, cnn, path)
