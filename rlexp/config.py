@@ -112,10 +112,29 @@ class NetworkSchema:
 
 
 @dataclass
+class DiagnosticsSchema:
+    mode: str = MISSING
+    window: int = MISSING
+    entropy_collapse_fraction: float = MISSING
+    early_fraction: float = MISSING
+    max_approx_kl: float = MISSING
+    max_clip_fraction: float = MISSING
+    warmup_fraction: float = MISSING
+    value_window_fraction: float = MISSING
+    min_target_spread: float = MISSING
+    flat_return_fraction: float = MISSING
+    max_entropy_fraction: float = MISSING
+    first_ratio_tolerance: float = MISSING
+    max_abs_reward: float = MISSING
+    max_abs_value_target: float = MISSING
+
+
+@dataclass
 class TensorBoardLoggerSchema:
     _target_: str = MISSING
     subdir: str = MISSING
     flush_secs: int = MISSING
+    histogram_every: int = MISSING
 
 
 @dataclass
@@ -154,6 +173,7 @@ class RunSchema:
     env: Any = MISSING
     network: Any = MISSING
     logger: Any = MISSING
+    diagnostics: Any = None  # absent from configs saved before it existed
 
 
 GROUP_SCHEMAS = {
@@ -167,6 +187,7 @@ GROUP_SCHEMAS = {
     "env": {"env": EnvSchema},
     "network": {"mlp": NetworkSchema},
     "logger": {"tensorboard": TensorBoardLoggerSchema, "none": NullLoggerSchema},
+    "diagnostics": {"diagnostics": DiagnosticsSchema},
 }
 
 

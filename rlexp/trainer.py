@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -18,9 +18,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from rlexp import tb_records
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from rlexp.diagnostics import Diagnostics
 from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluation import evaluate_policy
@@ -57,6 +59,7 @@ class Trainer:
             raise e.under("eval") from None
         self.eval_policy: Optional[torch.nn.Module] = None  # the policy's copy on eval_device, if that differs
         resume_state = load_checkpoint(cfg.resume, key="resume") if cfg.get("resume") else None
+        self.diagnostics = make_diagnostics(cfg.get("diagnostics"))
 
         self.env_spec: EnvSpec = build("env", cfg.env)
         gamma = float(cfg.algo.get("gamma", 0.99))
@@ -100,6 +103,7 @@ class Trainer:
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
         purge_step = self.global_step + 1 if resume_state is not None else None
         self.logger = build("logger", cfg.logger, run_dir=self.run_dir, purge_step=purge_step)
+        self.start_records()
         self.stop = StopRequest()
 
     def _check_batch_size(self) -> None:
@@ -164,6 +168,7 @@ class Trainer:
                     obs, ended, metrics, finished = self.train_one_rollout(obs, ended, progress_remaining=1.0 - self.updates / n_updates)
                     self.train_time = clock.train_time()
                     self.record(metrics, finished)
+                    self.check_warning_signs(metrics, progress=self.updates / n_updates)
                     bar.update(steps_per_rollout)
                     bar.set_postfix(sps=f"{metrics['time/sps']:.0f}", ret=f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-")
                     if self.global_step >= next_eval:
@@ -178,6 +183,12 @@ class Trainer:
         except TrainingError as error:
             # last.pt keeps the last good state: nothing from the diverged update is saved
             self._finish("failed", error=str(error))
+            raise
+        except Exception:
+            # anything else (a bug, an env that raised): no summary.json as before, but the
+            # HParams session says it failed rather than staying open
+            with suppress(Exception):  # never in place of the error itself
+                self.logger.end_hparams("failed", {}, self.global_step)
             raise
         status = "interrupted" if self.stop and self.updates < n_updates else "finished"
         if status == "finished" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
@@ -241,11 +252,61 @@ class Trainer:
         metrics["time/sps"] = self.global_step / max(self.train_time, 1e-9)
         if self.updates % self.cfg.log_interval == 0:
             self.logger.log(metrics, self.global_step)
+        every = self.logger.histogram_every
+        if every > 0 and self.updates % every == 0:
+            self.record_distributions()
+
+    def start_records(self) -> None:
+        """What TensorBoard shows of the run as a whole (rlexp.tb_records): its hyperparameters
+        for the HParams dashboard, the job's Hydra overrides among them (read from the run
+        dir: the trainer does not import Hydra), and the resolved config as text."""
+        hparams = tb_records.run_hparams(self.cfg, tb_records.read_overrides(self.run_dir))
+        self.logger.start_hparams(hparams, tb_records.group_name(hparams), step=self.global_step)
+        self.logger.text("config", tb_records.config_markdown(self.cfg), self.global_step)
+
+    def record_distributions(self) -> None:
+        """Every ``logger.histogram_every`` updates: weight histograms and per-layer gradient
+        norms (of the update's last gradient step), the rollout's advantages and value targets,
+        and the policy's action distribution on the rollout's states."""
+        step, logger = self.global_step, self.logger
+        logger.histograms({f"weights/{name}": param for name, param in self.policy.named_parameters()}, step)
+        fast = self.algo.fast  # the numpy fast path keeps the gradient in one buffer of its own
+        scalars = tb_records.gradient_norms(tb_records.parameter_gradients(self.policy, fast.grad if fast is not None else None))
+        batch = self.rollout.batch()
+        if self.algo.needs_advantages:  # Monte Carlo algorithms compute their returns inside the update
+            logger.histograms({"rollout/advantages": batch.advantages, "rollout/returns": batch.returns}, step)
+        action_scalars, counts = tb_records.action_records(self.policy, batch.obs, batch.actions)
+        logger.log({**scalars, **action_scalars}, step)
+        if counts is not None:
+            logger.counts("actions/histogram", counts, step)
+
+    def check_warning_signs(self, metrics: dict[str, float], progress: float) -> None:
+        """The lesson's warning signs (rlexp.diagnostics): each one once, as a console line and a
+        TensorBoard text entry; diagnostics=strict stops the run at the first."""
+        if not self.diagnostics.enabled:
+            return
+        abs_reward = float(self.rollout.rewards_env.abs().max())
+        abs_target, spread = 0.0, math.inf
+        if self.algo.needs_advantages:
+            targets = self.rollout.returns.reshape(-1)[self.rollout.valid_env.reshape(-1).to(self.device)]
+            magnitude = targets.abs()
+            abs_target = float(magnitude.max())
+            spread = float(targets.std() / magnitude.mean().clamp_min(1e-8)) if targets.numel() > 1 else math.inf
+        rolling = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+        normalized = bool(getattr(self.env_spec, "normalize_reward", False))
+        for finding in self.diagnostics.check(metrics, progress, rolling, abs_reward, abs_target, normalized, spread):
+            line = finding.line()
+            log.warning("step %d: %s", self.global_step, line)
+            self.logger.text(f"diagnostics/{finding.name}", line, self.global_step)
+            if self.diagnostics.mode == "strict":
+                raise TrainingError(f"{line} (diagnostics=strict stops here; diagnostics=warn goes on)")
 
     def _finish(self, status: str, error: Optional[str] = None) -> dict[str, Any]:
         summary = self.summary(status)
         if error:
             summary["error"] = error
+        # the final hparams/* scalars and the HParams session's real end status
+        self.logger.end_hparams(status, tb_records.final_metrics(summary, tb_records.reward_threshold(self.env_spec.id)), self.global_step)
         write_json_atomic(self.run_dir / "summary.json", summary)
         self.close()
         return summary
@@ -312,6 +373,7 @@ class Trainer:
             "recent_returns": list(self.recent_returns),
             "eval_history": [list(e) for e in self.eval_history],
             "best_eval": self.best_eval,
+            "diagnostics_fired": dict(self.diagnostics.fired),
             **normalization_state(self.env),
             "rng": rng_state(),
             "spaces": spaces_signature(self.env),
@@ -333,6 +395,7 @@ class Trainer:
         self.recent_returns.extend(state["recent_returns"])
         self.eval_history = [tuple(e) for e in state["eval_history"]]
         self.best_eval = state["best_eval"]
+        self.diagnostics.fired.update(state.get("diagnostics_fired", {}))  # once per run, resumed or not
         load_normalization_state(self.env, state)
         restore_rng_state(state["rng"])
 
@@ -358,6 +421,7 @@ class Trainer:
             "best_eval_return": self.best_eval if self.eval_history else None,
             "reached_stop_at": self.solved(),
             "eval_history": [list(e) for e in self.eval_history],
+            "diagnostics": dict(self.diagnostics.fired),
         }
 
     def close(self) -> None:
@@ -365,6 +429,17 @@ class Trainer:
         self.env.close()
         if self.eval_env is not None:
             self.eval_env.close()
+
+
+def make_diagnostics(node: Any) -> Diagnostics:
+    """The ``diagnostics`` group's checks (defaults where a saved config predates the group)."""
+    settings = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    try:
+        return Diagnostics(**settings)
+    except ConfigError as e:
+        raise e.under("diagnostics") from None
+    except TypeError as e:
+        raise ConfigError("diagnostics", str(e).replace("Diagnostics.__init__() ", "")) from None
 
 
 def spaces_signature(env: gym.vector.VectorEnv) -> str:

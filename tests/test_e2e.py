@@ -16,6 +16,7 @@ def test_default_run_solves_cartpole_and_leaves_its_files(tmp_path):
     assert summary["status"] == "finished"
     assert 100_000 <= summary["steps"] <= 100_000 + 8 * 128
     assert summary["eval_return_mean"] >= 475, summary
+    assert summary["diagnostics"] == {}  # a healthy run shows none of the warning signs
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))

@@ -109,7 +109,10 @@ class PPO(OnPolicyAlgorithm):
             return self.gradient_step(terms)
 
         steps, stopped_early = self._epochs(batch, step)
-        return self.finish_update(steps, batch), stopped_early
+        metrics = self.finish_update(steps, batch)
+        if steps:  # the policy has not moved yet: its ratio must be exactly 1 (rlexp.diagnostics checks)
+            metrics["train/first_minibatch_kl"] = float(steps[0]["train/approx_kl"])
+        return metrics, stopped_early
 
     def _update_fast(self, batch: Batch) -> tuple[dict[str, float], bool]:
         """The same epochs and minibatches, each step computed by rlexp.algos.ppo_fast_cpu in numpy."""
@@ -121,4 +124,7 @@ class PPO(OnPolicyAlgorithm):
                         kl_limit=1.5 * self.target_kl if self.target_kl is not None else None)
         rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch), **settings))
         fast.sync_step_count()
-        return self.summarize_steps(list(ppo_fast_cpu.STEP_KEYS), np.stack(rows) if rows else None, batch), stopped_early
+        metrics = self.summarize_steps(list(ppo_fast_cpu.STEP_KEYS), np.stack(rows) if rows else None, batch)
+        if rows:
+            metrics["train/first_minibatch_kl"] = float(rows[0][ppo_fast_cpu.STEP_KEYS.index("train/approx_kl")])
+        return metrics, stopped_early

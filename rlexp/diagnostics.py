@@ -1,0 +1,163 @@
+"""Warning signs of a run going wrong, checked after every update (``diagnostics=warn``).
+
+Each check is the lesson's troubleshooting list turned into a rule over the last few
+updates' metrics, and names the lesson's remedy. A sign fires at most once per run: one
+console line, a ``diagnostics/<name>`` text entry in TensorBoard and a count in
+summary.json; ``diagnostics=strict`` stops the run instead, ``off`` checks nothing. The
+thresholds are config values (conf/diagnostics/warn.yaml) with the lesson's figures as
+defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+MODES = ("off", "warn", "strict")
+
+REMEDIES = {
+    "policy_collapse": "raise algo.ent_coef, lower algo.learning_rate, check algo.normalize_advantage",
+    "updates_too_large": "lower algo.learning_rate or algo.clip_range, or set algo.target_kl",
+    "value_not_learning": "raise algo.vf_coef, set env.normalize_reward=true, give the critic its own learning rate",
+    "nothing_learnt": "check the reward scale, raise algo.batch_size or algo.n_steps",
+    "first_ratio_not_one": "a bug: the policy changed between collecting the rollout and its first minibatch "
+                           "(a stale network, an observation processed differently, dropout or batch norm in train mode)",
+    "reward_scale": "set env.normalize_reward=true (or env.clip_reward)",
+}
+
+
+@dataclass
+class Finding:
+    name: str
+    message: str  # what was seen, then the remedy: one line
+
+    def line(self) -> str:
+        return f"diagnostics/{self.name}: {self.message}; {REMEDIES[self.name]}"
+
+
+@dataclass
+class Diagnostics:
+    """The checks and their thresholds (``diagnostics`` config group)."""
+
+    mode: str = "warn"
+    window: int = 5                       # updates a sign must persist (or be measured over)
+    entropy_collapse_fraction: float = 0.1  # entropy below this share of its first value ...
+    early_fraction: float = 0.5           # ... within this share of training
+    max_approx_kl: float = 0.02
+    max_clip_fraction: float = 0.3
+    warmup_fraction: float = 0.2          # value-function checks start after this share of training ...
+    value_window_fraction: float = 0.05   # ... and average explained variance over this share (>= window updates)
+    min_target_spread: float = 0.1        # ... of targets that vary (std / mean |target|): saturated returns say nothing
+    flat_return_fraction: float = 0.5     # returns flat over the first half of training ...
+    max_entropy_fraction: float = 0.9     # ... while entropy stays above this share of its start
+    first_ratio_tolerance: float = 1e-6   # approx KL of PPO's first minibatch (0 when the ratio is 1)
+    max_abs_reward: float = 100.0         # "far outside [-10, 10]": ten times beyond, unnormalised
+    max_abs_value_target: float = 1000.0  # value targets sum rewards over ~1/(1-gamma) steps (CartPole: 100)
+    fired: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from rlexp.errors import require
+
+        require(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
+        require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        self.history: deque[Mapping[str, float]] = deque(maxlen=self.window)
+        self.explained: list[float] = []
+        self.first_entropy: Optional[float] = None
+        self.returns: list[float] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def check(self, metrics: Mapping[str, float], progress: float, rolling_return: float,
+              abs_reward: float, abs_value_target: float, normalized_rewards: bool, target_spread: float = math.inf) -> list[Finding]:
+        """The signs that fire for the first time after this update. ``progress``: the share
+        of training done; ``rolling_return``: mean return of recent episodes (NaN if none);
+        ``abs_reward``, ``abs_value_target``: the largest magnitudes in the rollout;
+        ``target_spread``: std / mean |value target| of the rollout."""
+        if not self.enabled:
+            return []
+        self.history.append(dict(metrics))
+        if math.isfinite(rolling_return):
+            self.returns.append(rolling_return)
+        explained = metrics.get("train/explained_variance")
+        if explained is not None and math.isfinite(explained):
+            self.explained.append(explained)
+        entropy = metrics.get("train/entropy")
+        if entropy is not None and self.first_entropy is None:
+            self.first_entropy = entropy
+        found = [f for f in (self._collapse(entropy, progress), self._too_large(), self._value(progress, target_spread), self._flat(progress),
+                             self._first_ratio(metrics), self._scale(abs_reward, abs_value_target, normalized_rewards)) if f is not None]
+        new = [f for f in found if f.name not in self.fired]
+        for f in new:
+            self.fired[f.name] = 1
+        return new
+
+    # -- the signs -------------------------------------------------------------------------------
+    def _collapse(self, entropy: Optional[float], progress: float) -> Optional[Finding]:
+        start = self.first_entropy
+        if entropy is None or start is None or start <= 0 or progress > self.early_fraction:
+            return None
+        if entropy < self.entropy_collapse_fraction * start:
+            return Finding("policy_collapse", f"entropy fell to {entropy:.3g} from {start:.3g} in the first "
+                                              f"{progress:.0%} of training")
+        return None
+
+    def _too_large(self) -> Optional[Finding]:
+        if len(self.history) < self.window:
+            return None
+        kls = [h.get("train/approx_kl") for h in self.history]
+        clips = [h.get("train/clip_fraction") for h in self.history]
+        if all(k is not None and k > self.max_approx_kl for k in kls):
+            return Finding("updates_too_large", f"approx KL above {self.max_approx_kl:g} for {self.window} updates running "
+                                                f"(last {kls[-1]:.3g})")
+        if all(c is not None and c > self.max_clip_fraction for c in clips):
+            return Finding("updates_too_large", f"clip fraction above {self.max_clip_fraction:g} for {self.window} updates "
+                                                f"running (last {clips[-1]:.3g})")
+        return None
+
+    def _value(self, progress: float, target_spread: float) -> Optional[Finding]:
+        """Explained variance at or below 0 (the median) over the last few percent of training
+        (at least ``window`` updates: A2C's are small and noisy), after the warm-up, on value
+        targets that vary. Once returns saturate (CartPole at 500) the targets barely vary and
+        explained variance is noise, not a sign."""
+        if progress < self.warmup_fraction or target_spread < self.min_target_spread or not self.explained:
+            return None
+        n_updates = len(self.explained) / max(progress, 1e-9)
+        recent = self.explained[-max(self.window, math.ceil(self.value_window_fraction * n_updates)):]
+        median = sorted(recent)[len(recent) // 2]  # one wild update (a rare long episode) is not a trend
+        if len(recent) >= self.window and median <= 0:
+            return Finding("value_not_learning", f"explained variance at or below 0 (median {median:.3g}) over the last "
+                                                 f"{len(recent)} updates after {progress:.0%} of training")
+        return None
+
+    def _flat(self, progress: float) -> Optional[Finding]:
+        start, entropy = self.first_entropy, self.history[-1].get("train/entropy") if self.history else None
+        if progress < self.flat_return_fraction or len(self.returns) < 2 * self.window or start is None or entropy is None:
+            return None
+        first, last = self.returns[: self.window], self.returns[-self.window:]
+        spread = max(max(self.returns) - min(self.returns), 1e-8)
+        improved = (sum(last) / len(last) - sum(first) / len(first)) / spread
+        if improved < 0.1 and entropy >= self.max_entropy_fraction * start:
+            return Finding("nothing_learnt", f"returns flat ({sum(last) / len(last):.3g}) after {progress:.0%} of training "
+                                             f"while entropy stays at {entropy / start:.0%} of its start")
+        return None
+
+    def _first_ratio(self, metrics: Mapping[str, float]) -> Optional[Finding]:
+        kl = metrics.get("train/first_minibatch_kl")
+        if kl is not None and kl > self.first_ratio_tolerance:
+            return Finding("first_ratio_not_one", f"PPO's first minibatch had approx KL {kl:.3g} (its ratio must be exactly 1)")
+        return None
+
+    def _scale(self, abs_reward: float, abs_value_target: float, normalized_rewards: bool) -> Optional[Finding]:
+        if normalized_rewards:
+            return None
+        if abs_reward > self.max_abs_reward:
+            return Finding("reward_scale", f"rewards reach {abs_reward:.3g} in magnitude (beyond {self.max_abs_reward:g}) "
+                                           "without normalisation")
+        if abs_value_target > self.max_abs_value_target:
+            return Finding("reward_scale", f"value targets reach {abs_value_target:.3g} in magnitude (beyond "
+                                           f"{self.max_abs_value_target:g}) without normalisation")
+        return None

@@ -1,0 +1,198 @@
+"""The warning signs: each provoked by crafted metrics (unit) or a crafted config (a real run),
+each firing once; the default CartPole run and a Pendulum run fire none."""
+
+import json
+import math
+
+import gymnasium as gym
+import pytest
+import torch
+
+from conftest import run_cli
+from rlexp.diagnostics import REMEDIES, Diagnostics
+from rlexp.errors import ConfigError
+
+CALM = {"train/entropy": 0.69, "train/approx_kl": 0.005, "train/clip_fraction": 0.05, "train/explained_variance": 0.5,
+        "loss/value": 1.0, "train/first_minibatch_kl": 0.0}
+
+
+def feed(diagnostics, updates, n_updates=20, returns=None, abs_reward=1.0, abs_value_target=10.0, normalized=False):
+    """Run the checks over a list of per-update metric overrides; the names that fired, in order."""
+    fired = []
+    for i, changes in enumerate(updates):
+        metrics = {**CALM, **changes}
+        ret = returns[i] if returns is not None else float(i)
+        fired += [f.name for f in diagnostics.check(metrics, (i + 1) / n_updates, ret, abs_reward, abs_value_target, normalized)]
+    return fired
+
+
+def test_calm_training_fires_nothing():
+    assert feed(Diagnostics(), [{}] * 20) == []
+
+
+def test_policy_collapse_early_in_training():
+    assert feed(Diagnostics(), [{}, {"train/entropy": 0.3}, {"train/entropy": 0.05}] + [{"train/entropy": 0.01}] * 5) == ["policy_collapse"]
+    # the same fall late in training is convergence, not collapse
+    assert feed(Diagnostics(), [{}] * 12 + [{"train/entropy": 0.01}] * 8) == []
+
+
+def test_updates_too_large_needs_the_whole_window():
+    kl = {"train/approx_kl": 0.05}
+    assert feed(Diagnostics(), [kl, kl, kl, kl, {}, kl, kl, kl, kl]) == []  # broken run of 4 < window 5
+    assert feed(Diagnostics(), [kl] * 5) == ["updates_too_large"]
+    assert feed(Diagnostics(), [{"train/clip_fraction": 0.4}] * 6) == ["updates_too_large"]
+
+
+def test_value_not_learning_after_the_warm_up():
+    assert feed(Diagnostics(), [{"train/explained_variance": -0.2}] * 3) == []  # within the warm-up (3/20 < 0.2)
+    assert feed(Diagnostics(), [{"train/explained_variance": -0.2}] * 8) == ["value_not_learning"]
+    # noisy, with a wild update, but mostly positive: learning
+    assert feed(Diagnostics(), [{"train/explained_variance": v} for v in [0.9, -5.9, 0.95, 0.97, 0.9] * 3]) == []
+
+
+def test_value_check_ignores_targets_that_do_not_vary():
+    """CartPole at 500: every value target is about the same, explained variance is noise."""
+    d = Diagnostics()
+    fired = [f.name for i in range(10)
+             for f in d.check({**CALM, "train/explained_variance": -0.4}, (i + 1) / 10, 50.0 * i, 1.0, 100.0, False, target_spread=0.02)]
+    assert fired == []
+
+
+def test_value_window_grows_with_the_number_of_updates():
+    """A2C makes thousands of small updates: 5 of them below 0 say little; 5% of training does."""
+    d = Diagnostics()
+    ev = [0.3] * 300 + [-0.1] * 10 + [0.3] * 190   # 500 updates; 10 bad ones < 5% = 25
+    fired = [f.name for i, v in enumerate(ev) for f in d.check({**CALM, "train/explained_variance": v}, (i + 1) / 500, float(i), 1.0, 10.0, False)]
+    assert fired == []
+    d = Diagnostics()
+    ev = [0.3] * 300 + [-0.1] * 30
+    fired = [f.name for i, v in enumerate(ev) for f in d.check({**CALM, "train/explained_variance": v}, (i + 1) / 500, float(i), 1.0, 10.0, False)]
+    assert fired == ["value_not_learning"]
+
+
+def test_nothing_learnt_while_entropy_stays_high():
+    assert feed(Diagnostics(), [{}] * 12, returns=[10.0] * 12) == ["nothing_learnt"]
+    assert feed(Diagnostics(), [{}] * 12, returns=[10.0 + i for i in range(12)]) == []  # learning
+    low = [{"train/entropy": 0.3}] * 12  # flat returns but the policy did sharpen: another story
+    assert "nothing_learnt" not in feed(Diagnostics(), [{}] + low, returns=[10.0] * 13)
+
+
+def test_first_minibatch_ratio_guard():
+    assert feed(Diagnostics(), [{"train/first_minibatch_kl": 1e-9}]) == []
+    assert feed(Diagnostics(), [{}, {"train/first_minibatch_kl": 3e-3}]) == ["first_ratio_not_one"]
+
+
+def test_reward_scale_unless_normalised():
+    d = Diagnostics()
+    assert feed(d, [{}], abs_reward=500.0) == ["reward_scale"]
+    assert feed(Diagnostics(), [{}], abs_value_target=5000.0) == ["reward_scale"]
+    assert feed(Diagnostics(), [{}], abs_reward=500.0, normalized=True) == []
+    assert feed(Diagnostics(), [{}], abs_value_target=100.0) == []  # CartPole's targets (gamma 0.99) are fine
+
+
+def test_each_sign_fires_once_and_off_checks_nothing():
+    d = Diagnostics()
+    assert feed(d, [{"train/first_minibatch_kl": 1.0}] * 3) == ["first_ratio_not_one"]
+    assert d.fired == {"first_ratio_not_one": 1}
+    assert feed(Diagnostics(mode="off"), [{"train/first_minibatch_kl": 1.0}] * 3, abs_reward=1e6) == []
+
+
+def test_every_finding_names_its_remedy():
+    d = Diagnostics()
+    finding = d.check({**CALM, "train/first_minibatch_kl": 1.0}, 0.1, math.nan, 1.0, 1.0, False)[0]
+    assert finding.line().startswith("diagnostics/first_ratio_not_one: PPO's first minibatch had approx KL 1")
+    assert finding.line().endswith(REMEDIES["first_ratio_not_one"])
+    with pytest.raises(ConfigError, match="^mode: must be one of off, warn, strict"):
+        Diagnostics(mode="loud")
+
+
+# -- provoked in real runs ----------------------------------------------------------------------
+
+def train(tmp_path, *overrides, logger="none"):
+    from rlexp.config import compose_config
+    from rlexp.trainer import Trainer
+
+    cfg = compose_config([*overrides, f"logger={logger}", "progress=false", "eval.every_steps=0", "eval.episodes=2"])
+    trainer = Trainer(cfg, tmp_path)
+    return trainer, trainer.fit()
+
+
+@pytest.mark.parametrize("overrides, signs", [
+    (["algo.learning_rate=0.1", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=20000"], {"policy_collapse", "updates_too_large"}),
+    (["algo.learning_rate=0.01", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=20000"], {"updates_too_large"}),
+    (["algo.vf_coef=0", "total_steps=30000"], {"value_not_learning"}),  # the critic is never trained
+    (["algo.learning_rate=1e-9", "total_steps=30000"], {"nothing_learnt", "value_not_learning"}),  # nothing is
+])
+def test_crafted_configs_provoke_their_signs(tmp_path, overrides, signs):
+    _, summary = train(tmp_path, *overrides)
+    assert summary["diagnostics"] == {name: 1 for name in signs}
+
+
+def test_a_policy_changed_after_collection_breaks_the_first_ratio(tmp_path):
+    """The bug guard: a policy that moves between collecting and its first minibatch."""
+    from rlexp.config import compose_config
+    from rlexp.trainer import Trainer
+
+    cfg = compose_config(["total_steps=4096", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2"])
+    trainer = Trainer(cfg, tmp_path)
+    collect = trainer.collect
+
+    def collect_then_nudge(*args):
+        result = collect(*args)
+        with torch.no_grad():
+            trainer.policy.action_head.output_layer.bias[0] += 0.5  # the injected fault: action 0 made likelier
+        return result
+
+    trainer.collect = collect_then_nudge
+    assert trainer.fit()["diagnostics"] == {"first_ratio_not_one": 1}
+
+
+class LoudCartPole(gym.Wrapper):
+    """CartPole paying 500 per step: rewards far out of scale."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, 500.0 * reward, terminated, truncated, info
+
+
+gym.register("RlexpLoudCartPole-v0", entry_point=LoudCartPole)
+
+
+def test_rewards_out_of_scale_fire_unless_normalised(tmp_path):
+    _, summary = train(tmp_path / "raw", "env.id=RlexpLoudCartPole-v0", "total_steps=2048", "diagnostics.max_abs_value_target=1e12")
+    assert summary["diagnostics"] == {"reward_scale": 1}
+    _, summary = train(tmp_path / "normalised", "env.id=RlexpLoudCartPole-v0", "total_steps=2048", "env.normalize_reward=true")
+    assert summary["diagnostics"] == {}
+
+
+def test_a_sign_reaches_tensorboard_and_the_summary(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, summary = train(tmp_path, "algo.learning_rate=0.01", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=12000", logger="tensorboard")
+    assert summary["diagnostics"] == {"updates_too_large": 1}
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    events.Reload()
+    [entry] = events.Tensors("diagnostics/updates_too_large")
+    text = entry.tensor_proto.string_val[0].decode()
+    assert text.startswith("diagnostics/updates_too_large: ") and "set algo.target_kl" in text
+
+
+def test_strict_stops_the_run_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("diagnostics=strict", "algo.learning_rate=0.01", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=20000",
+                     "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("rlexp-train: error: diagnostics/updates_too_large: ") and "diagnostics=strict stops here" in line
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["diagnostics"] == {"updates_too_large": 1}
+    assert (run_dir / "checkpoints" / "last.pt").is_file() or summary["updates"] < 100  # last good state when one was saved
+
+
+def test_a_pendulum_run_fires_none(tmp_path):
+    _, summary = train(tmp_path, "env=pendulum", "seed=0")
+    assert summary["diagnostics"] == {}
+    assert summary["eval_return_mean"] > -400  # and it did learn (random: about -1200)
