@@ -149,6 +149,8 @@ class EvalSchema:
     deterministic: bool = MISSING
     stop_at: Optional[float] = None
     device: str = "cpu"
+    video: bool = False
+    video_frames: int = 500
 
 
 @dataclass

@@ -43,6 +43,23 @@ def evaluate_policy(
     return returns
 
 
+@torch.inference_mode()
+def episode_frames(policy: torch.nn.Module, env: gym.vector.VectorEnv, device: torch.device, seed: int,
+                   max_frames: int = 1000, deterministic: bool = True) -> np.ndarray:
+    """The rendered frames (T, H, W, 3) of one episode in ``env`` (one sub-env made with
+    render_mode="rgb_array"), at most ``max_frames`` of them."""
+    to_env = ActionAdapter(env, device)
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()[0]]
+    while len(frames) < max_frames:
+        action = policy.predict(to_tensor(obs, env.single_observation_space, device), deterministic)
+        obs, _, terminated, truncated, _ = env.step(to_env(action))
+        if bool(terminated[0] or truncated[0]):
+            break
+        frames.append(env.render()[0])
+    return np.stack(frames)
+
+
 def as_numpy(x) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 

@@ -28,6 +28,9 @@ class NullLogger:
     def text(self, tag: str, text: str, step: int) -> None:
         pass
 
+    def video(self, tag: str, frames: Any, step: int, fps: int = 30) -> None:
+        """Frames (T, H, W, 3) uint8 as a TensorBoard video."""
+
     # -- TensorBoard's HParams and Distributions dashboards (rlexp.tb_records) ---------------
     #: write distributions every N updates (0: never); the trainer computes them only then
     histogram_every: int = 0
@@ -73,6 +76,9 @@ class TensorBoardLogger(NullLogger):
 
     def text(self, tag: str, text: str, step: int) -> None:
         self._write(tb_records.text_summary(tag, text), step)  # under exactly ``tag`` (add_text appends /text_summary)
+
+    def video(self, tag: str, frames: Any, step: int, fps: int = 30) -> None:
+        self._write(tb_records.gif_summary(tag, frames, fps), step)
 
     def _write(self, summary: Any, step: int) -> None:
         self.writer._get_file_writer().add_summary(summary, global_step=step)

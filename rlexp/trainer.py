@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -25,7 +26,7 @@ from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save
 from rlexp.diagnostics import Diagnostics
 from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, TrainingError, require
-from rlexp.evaluation import evaluate_policy
+from rlexp.evaluation import episode_frames, evaluate_policy
 from rlexp.logger import write_json_atomic
 from rlexp.networks.heads import action_storage
 from rlexp.observations import to_tensor
@@ -267,7 +268,7 @@ class Trainer:
     def record_distributions(self) -> None:
         """Every ``logger.histogram_every`` updates: weight histograms and per-layer gradient
         norms (of the update's last gradient step), the rollout's advantages and value targets,
-        and the policy's action distribution on the rollout's states."""
+        PPO's ratio after the update, and the policy's action distribution on the rollout's states."""
         step, logger = self.global_step, self.logger
         logger.histograms({f"weights/{name}": param for name, param in self.policy.named_parameters()}, step)
         fast = self.algo.fast  # the numpy fast path keeps the gradient in one buffer of its own
@@ -276,6 +277,10 @@ class Trainer:
         if self.algo.needs_advantages:  # Monte Carlo algorithms compute their returns inside the update
             logger.histograms({"rollout/advantages": batch.advantages, "rollout/returns": batch.returns}, step)
         action_scalars, counts = tb_records.action_records(self.policy, batch.obs, batch.actions)
+        if getattr(self.algo, "clip_range", None) is not None and len(batch):  # PPO: how far the update moved each sample
+            with torch.no_grad():
+                log_prob, _, _ = self.policy.evaluate(batch.obs, batch.actions)
+            logger.histograms({"train/ratio": (log_prob - batch.log_probs).exp()}, step)
         logger.log({**scalars, **action_scalars}, step)
         if counts is not None:
             logger.counts("actions/histogram", counts, step)
@@ -357,9 +362,28 @@ class Trainer:
         self.eval_history.append((self.global_step, mean, std))
         self.logger.log({"eval/return_mean": mean, "eval/return_std": std}, self.global_step)
         log.info("step %d: eval return %.1f +/- %.1f over %d episodes", self.global_step, mean, std, len(returns))
+        if self.cfg.eval.get("video"):
+            self.log_eval_video()
         if mean > self.best_eval:
             self.best_eval = mean
             self.save("best.pt")
+
+    def log_eval_video(self) -> None:
+        """One deterministic episode, rendered, as a TensorBoard video (``eval.video=true``)."""
+        spec = dataclasses.replace(self.env_spec, make_kwargs={**self.env_spec.make_kwargs, "render_mode": "rgb_array"})
+        try:
+            env = spec.make(num_envs=1, training=False, device=self.eval_device)
+        except ConfigError as e:
+            raise e.under("env") from None
+        try:
+            sync_obs_normalization(self.env, env)
+            policy = self.policy_on_eval_device()
+            policy.eval()
+            frames = episode_frames(policy, env, self.eval_device, seed=self.cfg.seed + 10_000, max_frames=self.cfg.eval.get("video_frames", 500))
+        finally:
+            self.policy.train()
+            env.close()
+        self.logger.video("eval/video", frames, self.global_step, fps=int(env.metadata.get("render_fps") or 30))
 
     # -- checkpoints ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:

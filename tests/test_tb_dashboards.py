@@ -316,6 +316,8 @@ def test_distributions_every_histogram_every_updates(events):
         assert h.sum == h.bucket[1]  # the number of 1s
     adv = acc.Histograms("rollout/advantages")[-1].histogram_value
     assert 0 < adv.num <= steps_per_update and adv.min < 0 < adv.max
+    ratio = acc.Histograms("train/ratio")[-1].histogram_value  # PPO's ratio after the update: moved, but not far
+    assert ratio.num == adv.num and 0.5 < ratio.min < 1.0 < ratio.max < 2.0 and ratio.sum / ratio.num == pytest.approx(1.0, abs=0.1)
 
 
 def test_config_text_and_hparams_records_in_the_event_files(events):
@@ -329,3 +331,24 @@ def test_config_text_and_hparams_records_in_the_event_files(events):
     assert written == saved
     assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(acc.Tags()["tensors"])
     assert [e.step for e in acc.Scalars("hparams/final_eval_return")] == [summary(job)["steps"]]
+
+
+def test_eval_video_is_an_animated_gif_in_tensorboard(tmp_path):
+    """eval.video=true: each evaluation renders one deterministic episode into the Images tab."""
+    import io
+
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlexp.config import compose_config
+    from rlexp.trainer import Trainer
+
+    cfg = compose_config(["total_steps=2048", "eval.every_steps=1024", "eval.episodes=2", "eval.video=true", "eval.video_frames=20",
+                          "progress=false", "logger=tensorboard"])
+    Trainer(cfg, tmp_path).fit()
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    videos = events.Images("eval/video")
+    assert [v.step for v in videos] == [1024, 2048]
+    gif = Image.open(io.BytesIO(videos[-1].encoded_image_string))
+    assert gif.format == "GIF" and gif.size == (600, 400) and 2 <= gif.n_frames <= 20

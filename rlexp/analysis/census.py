@@ -41,11 +41,12 @@ def family_of(env_id: str) -> str:
     import gymnasium as gym
 
     entry = gym.registry[env_id].entry_point
-    module = entry if isinstance(entry, str) else getattr(entry, "__module__", "")
+    # a callable entry point names its family in its own name (gymnasium's _raise_mujoco_py_error)
+    module = entry if isinstance(entry, str) else f"{getattr(entry, '__module__', '')}.{getattr(entry, '__name__', '')}"
     for name in ("classic_control", "toy_text", "box2d", "mujoco", "phys2d", "tabular", "ale_py", "minigrid"):
         if name in module:
             return name
-    return "compatibility" if "GymV" in env_id else module.split(".")[0] or "other"
+    return "compatibility" if "shimmy" in module or "GymV" in env_id else module.split(".")[0] or "other"
 
 
 def registered_ids(families: Optional[Sequence[str]] = None) -> list[str]:
