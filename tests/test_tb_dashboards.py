@@ -202,7 +202,10 @@ def hparams_served(runs, tmp_path_factory):
         while True:  # the server answers before it has read every event file: poll, bounded
             groups = _post_json(opener, base_url, "/data/plugin/hparams/session_groups", request)
             sessions = [s for g in groups.get("sessionGroups", []) for s in g["sessions"]]
-            if (len(sessions) == 6 and all(s.get("status") for s in sessions)) or time.monotonic() > deadline:
+            loaded = len(sessions) == 6 and all(s.get("status") for s in sessions) and all(
+                any(m["name"]["tag"] == "hparams/final_eval_return" for m in s.get("metricValues", [])) for s in sessions
+                if s["name"] != "failed/tb")  # the server reads event files in its own time: wait for the last records too
+            if loaded or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         experiment = _post_json(opener, base_url, "/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
