@@ -100,10 +100,21 @@ class Diagnostics:
         start = self.first_entropy
         if entropy is None or start is None or start <= 0 or progress > self.early_fraction:
             return None
-        if entropy < self.entropy_collapse_fraction * start:
+        if entropy < self.entropy_collapse_fraction * start and not self._improving():
             return Finding("policy_collapse", f"entropy fell to {entropy:.3g} from {start:.3g} in the first "
-                                              f"{progress:.0%} of training")
+                                              f"{progress:.0%} of training while returns did not improve")
         return None
+
+    def _improving(self) -> bool:
+        """Whether the recent returns beat the first ones by a tenth of their range: a policy
+        that turns deterministic because it solved the task (MiniGrid DoorKey at 30% of
+        training) has converged, not collapsed."""
+        if len(self.returns) < 2:
+            return False
+        n = max(1, min(self.window, len(self.returns) // 2))
+        first, last = self.returns[:n], self.returns[-n:]
+        spread = max(self.returns) - min(self.returns)
+        return spread > 0 and (sum(last) / n - sum(first) / n) > 0.1 * spread
 
     def _too_large(self) -> Optional[Finding]:
         if len(self.history) < self.window:
@@ -137,10 +148,8 @@ class Diagnostics:
         start, entropy = self.first_entropy, self.history[-1].get("train/entropy") if self.history else None
         if progress < self.flat_return_fraction or len(self.returns) < 2 * self.window or start is None or entropy is None:
             return None
-        first, last = self.returns[: self.window], self.returns[-self.window:]
-        spread = max(max(self.returns) - min(self.returns), 1e-8)
-        improved = (sum(last) / len(last) - sum(first) / len(first)) / spread
-        if improved < 0.1 and entropy >= self.max_entropy_fraction * start:
+        last = self.returns[-self.window:]
+        if not self._improving() and entropy >= self.max_entropy_fraction * start:
             return Finding("nothing_learnt", f"returns flat ({sum(last) / len(last):.3g}) after {progress:.0%} of training "
                                              f"while entropy stays at {entropy / start:.0%} of its start")
         return None

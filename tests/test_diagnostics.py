@@ -31,9 +31,12 @@ def test_calm_training_fires_nothing():
 
 
 def test_policy_collapse_early_in_training():
-    assert feed(Diagnostics(), [{}, {"train/entropy": 0.3}, {"train/entropy": 0.05}] + [{"train/entropy": 0.01}] * 5) == ["policy_collapse"]
-    # the same fall late in training is convergence, not collapse
-    assert feed(Diagnostics(), [{}] * 12 + [{"train/entropy": 0.01}] * 8) == []
+    falls = [{}, {"train/entropy": 0.3}, {"train/entropy": 0.05}] + [{"train/entropy": 0.01}] * 5
+    assert feed(Diagnostics(), falls, returns=[20.0, 22.0, 19.0, 21.0, 20.0, 20.0, 21.0, 20.0]) == ["policy_collapse"]
+    # the same fall while the returns climb is a policy that solved the task early
+    assert feed(Diagnostics(), falls, returns=[0.0, 0.0, 0.2, 0.5, 0.9, 0.96, 0.96, 0.96]) == []
+    # and late in training it is convergence, whatever the returns
+    assert feed(Diagnostics(), [{}] * 12 + [{"train/entropy": 0.01}] * 8, returns=[20.0] * 20) == ["nothing_learnt"]
 
 
 def test_updates_too_large_needs_the_whole_window():

@@ -71,6 +71,30 @@ def test_uint8_is_scaled_by_1_over_255_on_the_device():
     torch.testing.assert_close(chw(frame.permute(0, 3, 1, 2)), pixels(frame))
 
 
+def test_uint8_codes_with_smaller_declared_bounds_are_scaled_per_channel():
+    """MiniGrid's codes, once rlexp.envs.minigrid declares their bounds (10, 5, 2): each channel
+    reaches the CNN in [0, 1], not as 0..0.04."""
+    spec = CnnSpec(channels=[2], kernels=[1], strides=[1], features=4)
+    high = np.broadcast_to(np.array([10, 5, 2], np.uint8), (5, 5, 3))
+    codes = CnnEncoder(gym.spaces.Box(0, high, dtype=np.uint8), "HWC", spec)
+    floats = CnnEncoder(gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32), "HWC", spec)
+    floats.load_state_dict(codes.state_dict())
+    obs = torch.tensor(np.broadcast_to(np.array([10, 5, 1], np.uint8), (1, 5, 5, 3)).copy())
+    expected = torch.tensor(np.broadcast_to(np.array([1.0, 1.0, 0.5], np.float32), (1, 5, 5, 3)).copy())
+    torch.testing.assert_close(codes(obs), floats(expected))
+
+
+def test_minigrid_image_codes_are_declared_with_their_bounds():
+    from rlexp.envs import EnvSpec
+
+    env = EnvSpec(id="MiniGrid-Empty-5x5-v0", num_envs=2).make()
+    image = env.single_observation_space["image"]
+    assert image.high[0, 0].tolist() == [10, 5, 2] and image.dtype == np.uint8
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (2, 7, 7, 3) and all(image.contains(o) for o in obs["image"])
+    env.close()
+
+
 def test_nature_cnn_from_36_pixels_and_a_small_one_below():
     assert CnnSpec().layers(84, 84) == [(32, 8, 4, 0), (64, 4, 2, 0), (64, 3, 1, 0)]
     assert CnnSpec().layers(10, 10) == [(16, 3, 1, 1), (32, 3, 1, 1)]

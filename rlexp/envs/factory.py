@@ -17,6 +17,7 @@ from typing import Any, Optional
 import gymnasium as gym
 from gymnasium.wrappers import vector as vw
 
+from rlexp.envs.minigrid import declare_code_bounds, is_minigrid
 from rlexp.errors import ConfigError, require
 from rlexp.observations import encodable
 
@@ -90,6 +91,8 @@ class EnvSpec:
         env = vw.RecordEpisodeStatistics(env)
         try:
             env = self.select_entries(env, training)
+            if is_minigrid(self.id):
+                env = declare_code_bounds(env)
             require(not self.normalize_obs or isinstance(env.single_observation_space, gym.spaces.Box), "normalize_obs",
                     f"applies to Box observations only; {self.id}'s are {env.single_observation_space}")
         except ConfigError:

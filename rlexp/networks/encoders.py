@@ -162,6 +162,15 @@ class CnnEncoder(nn.Module):
         super().__init__()
         shape = space.shape
         self.layout, self.scale = layout, space.dtype == np.uint8
+        # uint8 pixels are scaled by 1/255; a uint8 image whose space declares smaller bounds
+        # (MiniGrid's object, colour and state codes, once rlexp.envs.minigrid declares them)
+        # is scaled by 1/high, per element, so that every channel spans [0, 1]
+        high = np.asarray(space.high, dtype=np.float32)
+        per_element = self.scale and bool((high < 255).any())
+        if per_element:
+            scale = 1.0 / np.maximum(high, 1.0)
+            scale = scale[None] if layout == "HW" else scale.transpose(2, 0, 1) if layout == "HWC" else scale
+        self.register_buffer("per_element_scale", torch.as_tensor(scale) if per_element else None, persistent=False)
         chw = (1, *shape) if layout == "HW" else (shape[2], shape[0], shape[1]) if layout == "HWC" else tuple(shape)
         channels, height, width = chw
         layers: list[nn.Module] = []
@@ -179,12 +188,14 @@ class CnnEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float()
-        if self.scale:
+        if self.scale and self.per_element_scale is None:
             x = x * (1.0 / 255.0)
         if self.layout == "HW":
             x = x.unsqueeze(1)
         elif self.layout == "HWC":
             x = x.permute(0, 3, 1, 2)
+        if self.per_element_scale is not None:
+            x = x * self.per_element_scale
         return self.linear(self.convs(x))
 
 
