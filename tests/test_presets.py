@@ -10,6 +10,7 @@ import math
 import gymnasium as gym
 import pytest
 
+from rlexp.envs.factory import register_family
 from conftest import group_options, run_cli
 
 BUDGET = 1024  # env steps per smoke run
@@ -38,6 +39,7 @@ def rollout_overrides(cfg) -> list[str]:
 def test_preset_trains_from_the_cli(compose_cfg, preset, tmp_path):
     cfg = compose_cfg(f"hparams={preset}")
     try:
+        register_family(cfg.env.id)  # MiniGrid and ALE ids register when their package is imported
         gym.make(cfg.env.id).close()
     except gym.error.DependencyNotInstalled as e:
         pytest.skip(f"{preset}: {cfg.env.id} needs an optional dependency that is not installed ({e})")
