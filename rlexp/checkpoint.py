@@ -6,7 +6,9 @@ A checkpoint holds only tensors, numbers, strings and containers, so it loads wi
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, tampered or not a torch file at all
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(key, f"{path} is not a readable rlexp checkpoint ({reason[:200]})") from None
+        raise ConfigError(key, f"{path} is not a readable rlexp checkpoint: {why_unreadable(e)}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "policy" not in state:
         raise ConfigError(key, f"{path} is not an rlexp checkpoint (format {FORMAT_VERSION})")
     return state
+
+
+def why_unreadable(error: Exception) -> str:
+    """What is wrong with a file that torch.load(weights_only=True) refused, in rlexp's words.
+    torch's own message goes on to suggest weights_only=False, which would run whatever code
+    a tampered file carries: it is never passed on."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
+        unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        found = f" ({unsupported.group(1)})" if unsupported else ""
+        return (f"it holds Python objects{found} beside tensors and plain values; rlexp checkpoints never do, "
+                "so it was changed or made by something else: do not load it")
+    if "zip archive" in text or "central directory" in text or isinstance(error, EOFError):
+        return "the file is truncated or damaged (an interrupted copy?); use the run's other checkpoint (best.pt or last.pt)"
+    return f"not a torch checkpoint file ({type(error).__name__})"
 
 
 def rng_state() -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_resume_from_truncated_checkpoint_leaves_it_alone(good_run, tmp_path):
     last.write_bytes(last.read_bytes()[:2000])
     truncated = last.read_bytes()
     result = run_cli(f"resume={run_dir}", "total_steps=4096")
-    assert_one_line_error(result, "resume", "not a readable rlexp checkpoint")
+    assert_one_line_error(result, "resume", "not a readable rlexp checkpoint: the file is truncated or damaged")
     assert last.read_bytes() == truncated
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
@@ -128,7 +128,8 @@ def test_tampered_checkpoint_cannot_run_code(good_run, tmp_path, monkeypatch):
     tampered = tmp_path / "tampered.pt"
     torch.save(state, tampered)
     result = run_eval(str(tampered))
-    assert_one_line_error(result, "not a readable rlexp checkpoint")
+    assert_one_line_error(result, "not a readable rlexp checkpoint: it holds Python objects", "do not load it")
+    assert "weights_only" not in result.stderr  # torch's hint to load it unsafely is never passed on
     assert not marker.exists(), "loading a checkpoint executed code from it"
 
 
