@@ -1,0 +1,92 @@
+"""A trained run as an object to act with: ``agent = rlexp.load("outputs/runs/<run>")``.
+
+``agent.predict(obs)`` takes one observation or a batch in the env's own format, applies the
+run's own observation processing (the saved normalisation statistics and clipping; the
+policy's encoders do the image scaling and one-hots) and returns actions in the env's own
+format (a Discrete ``start`` added back, Box actions clipped to their bounds).
+``agent.evaluate(episodes)`` plays whole episodes as ``rlexp-eval`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlexp.envs import ActionAdapter, load_normalization_state
+from rlexp.observations import to_tensor, tree_map
+
+#: gymnasium's NormalizeObservation adds this to the variance
+NORMALIZE_EPSILON = 1e-8
+
+
+class Agent:
+    def __init__(self, policy: torch.nn.Module, env: gym.vector.VectorEnv, cfg: Any, obs_rms: Optional[dict], device: torch.device):
+        self.policy, self.cfg, self.device = policy, cfg, device
+        self.observation_space, self.action_space = env.single_observation_space, env.single_action_space
+        self.obs_rms = obs_rms
+        self.clip_obs = cfg.env.get("clip_obs")
+        self._to_env = ActionAdapter(env, device)
+        env.close()
+
+    def predict(self, obs: Any, deterministic: bool = True) -> Any:
+        """Actions for one observation (returns one action) or a batch (returns a batch)."""
+        batched = is_batch(obs, self.observation_space)
+        batch = obs if batched else tree_map(lambda x: np.asarray(x)[None], obs)
+        batch = self.process(batch)
+        with torch.inference_mode():
+            action = self.policy.predict(to_tensor(batch, self.observation_space, self.device), deterministic)
+        action = self._to_env(action)
+        if isinstance(self.action_space, gym.spaces.Box):
+            action = np.clip(action, self.action_space.low, self.action_space.high)
+        return action if batched else action[0]
+
+    def process(self, obs: Any) -> Any:
+        """The run's observation processing: normalisation with the saved statistics, then clipping."""
+        if self.obs_rms is not None:
+            mean, var = self.obs_rms["mean"].numpy(), self.obs_rms["var"].numpy()
+            obs = ((np.asarray(obs, dtype=np.float64) - mean) / np.sqrt(var + NORMALIZE_EPSILON)).astype(np.float32)
+        if self.clip_obs is not None:
+            obs = np.clip(obs, -self.clip_obs, self.clip_obs)
+        return obs
+
+    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = True) -> np.ndarray:
+        """Returns of ``episodes`` whole episodes, one per sub-env, as ``rlexp-eval`` plays them."""
+        from rlexp.builders import build
+        from rlexp.evaluation import evaluate_policy
+
+        env = build("env", self.cfg.env).make(num_envs=episodes, training=False)
+        try:
+            load_normalization_state(env, {"obs_rms": self.obs_rms})
+            return evaluate_policy(self.policy, env, episodes, self.device, deterministic, seed=seed)
+        finally:
+            env.close()
+
+
+def is_batch(obs: Any, space: gym.Space) -> bool:
+    """Whether ``obs`` is a batch of observations of ``space`` rather than one."""
+    if isinstance(space, gym.spaces.Dict):
+        key = next(iter(space.spaces))
+        return is_batch(obs[key], space.spaces[key])
+    if isinstance(space, gym.spaces.Tuple):
+        return is_batch(obs[0], space.spaces[0])
+    shape = () if isinstance(space, gym.spaces.Discrete) else tuple(space.shape)
+    return np.ndim(obs) == len(shape) + 1
+
+
+def load(run: str | Path, checkpoint: str = "last", device: str = "cpu") -> Agent:
+    """The agent of a run directory (its ``checkpoint``: last or best) or of a checkpoint file."""
+    from rlexp.builders import resolve_device
+    from rlexp.checkpoint import checkpoint_path, load_checkpoint
+    from rlexp.errors import require
+    from rlexp.evaluation import load_trained
+
+    require(checkpoint in ("last", "best"), "checkpoint", f"must be last or best, got {checkpoint!r}")
+    path = checkpoint_path(Path(run).expanduser(), checkpoint)
+    target = resolve_device(device)
+    policy, env, cfg = load_trained(path, target, num_envs=1)
+    obs_rms = load_checkpoint(path).get("obs_rms")
+    return Agent(policy, env, cfg, obs_rms, target)
