@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 import tempfile
@@ -94,7 +95,8 @@ def run_one(env_id: str, seconds: int = 120) -> Entry:
     except Timeout:
         return Entry(env_id, family, False, time.perf_counter() - start, f"no rollout and update within {seconds} s")
     except Exception as error:  # noqa: BLE001 - the census reports every failure, whatever it is
-        text = " ".join(str(error).split()) or type(error).__name__
+        local = re.compile(r"[^\s'\"]*site-packages/")  # no paths of this machine in the report
+        text = local.sub("site-packages/", " ".join(str(error).split())) or type(error).__name__
         return Entry(env_id, family, False, time.perf_counter() - start, f"{type(error).__name__}: {text[:300]}")
     finally:
         signal.alarm(0)
