@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlexp.envs import ActionAdapter, load_normalization_state
+from rlexp.envs import ActionAdapter, load_normalization_state, normalization_state
 from rlexp.observations import to_tensor, tree_map
 
 #: gymnasium's NormalizeObservation adds this to the variance
@@ -80,7 +80,7 @@ def is_batch(obs: Any, space: gym.Space) -> bool:
 def load(run: str | Path, checkpoint: str = "last", device: str = "cpu") -> Agent:
     """The agent of a run directory (its ``checkpoint``: last or best) or of a checkpoint file."""
     from rlexp.builders import resolve_device
-    from rlexp.checkpoint import checkpoint_path, load_checkpoint
+    from rlexp.checkpoint import checkpoint_path
     from rlexp.errors import require
     from rlexp.evaluation import load_trained
 
@@ -88,5 +88,5 @@ def load(run: str | Path, checkpoint: str = "last", device: str = "cpu") -> Agen
     path = checkpoint_path(Path(run).expanduser(), checkpoint)
     target = resolve_device(device)
     policy, env, cfg = load_trained(path, target, num_envs=1)
-    obs_rms = load_checkpoint(path).get("obs_rms")
+    obs_rms = normalization_state(env)["obs_rms"]  # the checkpoint's statistics, which load_trained put in
     return Agent(policy, env, cfg, obs_rms, target)

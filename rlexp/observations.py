@@ -27,12 +27,6 @@ def tree_map(fn: Callable[..., Any], tree: Any, *others: Any) -> Any:
     return fn(tree, *others)
 
 
-def first_leaf(tree: Any) -> torch.Tensor:
-    while isinstance(tree, (dict, tuple)):
-        tree = next(iter(tree.values())) if isinstance(tree, dict) else tree[0]
-    return tree
-
-
 def leaf_dtype(space: gym.Space) -> torch.dtype:
     """How one observation of ``space`` is stored: uint8 and bool images as they are, indices as
     int64, everything else as float32."""

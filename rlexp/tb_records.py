@@ -229,19 +229,6 @@ def session_end_summary(status: str, end_time_secs: Optional[float] = None) -> O
 
 
 # -- final metrics ------------------------------------------------------------------------
-def reward_threshold(env_id: Optional[str]) -> Optional[float]:
-    """Gymnasium's ``reward_threshold`` for the environment (None when it has none)."""
-    if not env_id:
-        return None
-    try:
-        import gymnasium as gym
-
-        threshold = gym.spec(env_id).reward_threshold
-    except Exception:  # noqa: BLE001 - an env not registered here has none
-        return None
-    return None if threshold is None else float(threshold)
-
-
 def final_metrics(summary: Mapping[str, Any], threshold: Optional[float]) -> dict[str, float]:
     """The ``hparams/*`` scalars from the trainer's summary.json dict; a metric the run does
     not have (no evaluation yet, threshold never reached or none) is left out."""

@@ -24,7 +24,8 @@ from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from rlexp.diagnostics import Diagnostics
-from rlexp.envs import ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, sync_obs_normalization
+from rlexp.envs import (ActionAdapter, EnvSpec, is_torch_env, load_normalization_state, normalization_state, reward_threshold,
+                        sync_obs_normalization)
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluation import episode_frames, evaluate_policy
 from rlexp.logger import write_json_atomic
@@ -311,7 +312,7 @@ class Trainer:
         if error:
             summary["error"] = error
         # the final hparams/* scalars and the HParams session's real end status
-        self.logger.end_hparams(status, tb_records.final_metrics(summary, tb_records.reward_threshold(self.env_spec.id)), self.global_step)
+        self.logger.end_hparams(status, tb_records.final_metrics(summary, reward_threshold(self.env_spec.id)), self.global_step)
         write_json_atomic(self.run_dir / "summary.json", summary)
         self.close()
         return summary

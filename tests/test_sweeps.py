@@ -163,7 +163,7 @@ def test_report_on_a_directory_without_jobs(tmp_path):
 
 
 def test_threshold_defaults_to_the_environments_own():
-    from rlexp.analysis.report import env_threshold
+    from rlexp.envs import reward_threshold as env_threshold
 
     assert env_threshold("CartPole-v1") == 475.0
     assert env_threshold("Acrobot-v1") == -100.0

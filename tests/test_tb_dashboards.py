@@ -36,6 +36,7 @@ event_accumulator = pytest.importorskip(
 from test_tensorboard import HTTP_TIMEOUT_S, _no_proxy_opener, _start_tensorboard, _stop  # noqa: E402
 
 from rlexp import tb_records  # noqa: E402
+from rlexp.envs import reward_threshold  # noqa: E402
 
 TOTAL_STEPS = 4096  # 4 updates of 128 steps x 8 envs (PPO on CartPole, the defaults)
 HISTOGRAM_EVERY = 2  # distributions after updates 2 and 4
@@ -81,7 +82,7 @@ def test_final_metrics_and_statuses():
     assert "hparams/steps_to_threshold" not in tb_records.final_metrics(summary, None)
     failed_at_once = {"eval_history": [], "eval_return_mean": math.nan, "best_eval_return": None, "sps": 1e12, "train_time_s": 0.0}
     assert tb_records.final_metrics(failed_at_once, 475.0) == {}
-    assert tb_records.reward_threshold("CartPole-v1") == 475.0 and tb_records.reward_threshold("Pendulum-v1") is None
+    assert reward_threshold("CartPole-v1") == 475.0 and reward_threshold("Pendulum-v1") is None
 
     from tensorboard.plugins.hparams import api_pb2, metadata
 
@@ -228,7 +229,7 @@ def test_hparams_dashboard_shows_one_session_per_job(runs, hparams_served):
     assert sorted(by_session) == sorted([f"sweep/{j.name}/tb" for j in sweep_jobs] + ["failed/tb", "resumed/tb"]), sorted(by_session)
     assert served["totalSize"] == len(groups) == len(LEARNING_RATES) + 2
 
-    threshold = tb_records.reward_threshold("CartPole-v1")
+    threshold = reward_threshold("CartPole-v1")
     for job in sweep_jobs:
         group, session = by_session[f"sweep/{job.name}/tb"]
         o, s = overrides(job), summary(job)

@@ -34,6 +34,7 @@ import yaml
 
 from rlexp.analysis.results import (EVAL_TAG, Job, Multirun, first_step_at, fmt_mean_std, group_by_setting, load_multirun, mean_std,
                            plot_learning_curves)
+from rlexp.envs import reward_threshold
 
 CSV_NAME, MD_NAME, PNG_NAME = "report.csv", "report.md", "learning_curves.png"
 OPTUNA_RESULTS = "optimization_results.yaml"
@@ -53,19 +54,6 @@ def swept_keys(jobs: Sequence[Job]) -> list[str]:
     per_job = [overrides_dict(job) for job in jobs]
     keys = list(dict.fromkeys(k for d in per_job for k in d))
     return [k for k in keys if k != "seed" and len({d.get(k) for d in per_job}) > 1]
-
-
-def env_threshold(env_id: Optional[str]) -> Optional[float]:
-    """Gymnasium's ``reward_threshold`` for the environment (None when it has none)."""
-    if not env_id:
-        return None
-    try:
-        import gymnasium as gym
-
-        threshold = gym.spec(env_id).reward_threshold
-    except Exception:  # noqa: BLE001 - an env that is not registered here (e.g. a module to import) has none
-        return None
-    return None if threshold is None else float(threshold)
 
 
 def job_env_id(job: Job) -> Optional[str]:
@@ -107,7 +95,7 @@ def build_rows(run: Multirun, threshold: Optional[float] = None) -> tuple[list[s
         first = overrides_dict(jobs[0])
         env_id = next((e for e in map(job_env_id, jobs) if e), None)
         rows.append(Row(label, {k: first.get(k, "") for k in keys}, jobs, env_id,
-                        threshold if threshold is not None else env_threshold(env_id)))
+                        threshold if threshold is not None else reward_threshold(env_id)))
     return keys, rows
 
 

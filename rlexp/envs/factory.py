@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.wrappers import vector as vw
 
 from rlexp.envs.minigrid import declare_code_bounds, is_minigrid
@@ -111,7 +112,6 @@ class EnvSpec:
             env = vw.ClipReward(env, -self.clip_reward, self.clip_reward)
         return env
 
-
     def select_entries(self, env: gym.vector.VectorEnv, training: bool) -> gym.vector.VectorEnv:
         """Keep the Dict observation entries named in ``obs_keys``; without it, leave out the
         entries no encoder reads (MiniGrid's text mission), saying so once."""
@@ -155,6 +155,17 @@ def registered_step_limit(env_id: str) -> Optional[int]:
     return spec.max_episode_steps if spec is not None else None
 
 
+def reward_threshold(env_id: Optional[str]) -> Optional[float]:
+    """Gymnasium's ``reward_threshold`` for the environment (None when it has none)."""
+    if not env_id:
+        return None
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except Exception:  # noqa: BLE001 - an env that is not registered here (e.g. a module to import) has none
+        return None
+    return None if threshold is None else float(threshold)
+
+
 def register_family(env_id: str) -> None:
     """Import the package that registers ``env_id`` (MiniGrid, ALE) if it is one of theirs."""
     for prefix, module, extra in FAMILIES:
@@ -187,8 +198,6 @@ class ActionAdapter:
     the space's shape and dtype (policies give flat vectors)."""
 
     def __init__(self, env: gym.vector.VectorEnv, device: Any):
-        import numpy as np
-
         self.native = is_torch_env(env)
         space = env.single_action_space
         self.bounds = None
