@@ -62,6 +62,12 @@ class Diagnostics:
 
         require(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
         require(self.window >= 1, "window", f"must be >= 1, got {self.window}")
+        for key in ("entropy_collapse_fraction", "early_fraction", "warmup_fraction", "value_window_fraction",
+                    "flat_return_fraction", "max_entropy_fraction"):
+            require(0 <= getattr(self, key) <= 1, key, f"is a share of training or of a start value: must be in [0, 1], got {getattr(self, key)}")
+        for key in ("max_approx_kl", "max_clip_fraction", "first_ratio_tolerance", "max_abs_reward", "max_abs_value_target"):
+            require(getattr(self, key) > 0, key, f"must be > 0, got {getattr(self, key)}")
+        require(self.min_target_spread >= 0, "min_target_spread", f"must be >= 0, got {self.min_target_spread}")
         self.history: deque[Mapping[str, float]] = deque(maxlen=self.window)
         self.explained: list[float] = []
         self.first_entropy: Optional[float] = None

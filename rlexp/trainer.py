@@ -51,6 +51,7 @@ class Trainer:
         require(cfg.torch_threads >= 1, "torch_threads", f"must be >= 1, got {cfg.torch_threads}")
         require(cfg.eval.episodes >= 1, "eval.episodes", f"must be >= 1, got {cfg.eval.episodes}")
         require(cfg.log_interval >= 1, "log_interval", f"must be >= 1, got {cfg.log_interval}")
+        require(cfg.eval.get("video_frames", 1) >= 1, "eval.video_frames", f"must be >= 1, got {cfg.eval.get('video_frames')}")
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)

@@ -55,6 +55,10 @@ TRAIN_CASES = [
     (["env.id=CartPoel-v1"], ["env.id", "CartPole-v1"]),          # unknown env id, close match suggested
     (["network.hidden_sizes=[64,0]"], ["network.hidden_sizes"]),        # [] is fine (heads read the encoder), 0 is not
     (["network.encoder=rnn"], ["network.encoder", "auto, flatten, cnn"]),
+    (["eval.video_frames=0"], ["eval.video_frames", ">= 1"]),
+    (["diagnostics.max_approx_kl=-1"], ["diagnostics.max_approx_kl", "> 0"]),
+    (["diagnostics.early_fraction=2"], ["diagnostics.early_fraction", "[0, 1]"]),
+    (["logger.histogram_every=-1"], ["logger.histogram_every", ">= 0"]),
     (["network=cnn"], ["network.encoder", "cnn needs an image"]),
     (["env.id=FrozenLake-v1", "env.normalize_obs=true"], ["env.normalize_obs", "Box observations only"]),
     (["network.log_std_init=-0.5"], ["network.log_std_init", "continuous"]),  # a continuous-only setting on CartPole
