@@ -26,7 +26,8 @@ NORMALIZE_EPSILON = 1e-8
 class Agent:
     def __init__(self, policy: torch.nn.Module, env: gym.vector.VectorEnv, cfg: Any, obs_rms: Optional[dict], device: torch.device):
         self.policy, self.cfg, self.device = policy, cfg, device
-        self.observation_space, self.action_space = env.single_observation_space, env.single_action_space
+        # the env's own action space: gymnasium's ClipAction widens a Box to (-inf, inf) above it
+        self.observation_space, self.action_space = env.single_observation_space, env.unwrapped.single_action_space
         self.obs_rms = obs_rms
         self.clip_obs = cfg.env.get("clip_obs")
         self._to_env = ActionAdapter(env, device)

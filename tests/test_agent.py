@@ -47,7 +47,15 @@ def test_predict_uses_the_saved_normalisation_and_the_env_format(pendulum_run):
     np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
     one = agent.predict(batch[1])  # one observation in, one action out
     assert one.shape == (1,) and np.allclose(one, expected[1], atol=1e-6)
-    assert np.all(np.abs(agent.predict(batch, deterministic=False)) <= 2.0)  # clipped to the Box's bounds
+    many = np.repeat(batch, 200, axis=0)  # enough samples that some fall outside [-2, 2] before clipping
+    torch.manual_seed(0)
+    with torch.no_grad():
+        raw = agent.policy.predict(torch.as_tensor(agent.process(many)), deterministic=False).numpy()
+    assert np.abs(raw).max() > 2.0
+    torch.manual_seed(0)
+    sampled = agent.predict(many, deterministic=False)
+    assert np.all(np.abs(sampled) <= 2.0) and np.array_equal(sampled, raw.clip(-2.0, 2.0))  # clipped to the Box's bounds
+    assert agent.action_space == gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
 def test_discrete_observations_and_actions_in_the_env_own_terms(tmp_path):
