@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlexp.envs import ActionAdapter, load_normalization_state, normalization_state
-from rlexp.observations import to_tensor, tree_map
+from rlexp.observations import lead_shape, to_tensor, tree_map
 
 #: gymnasium's NormalizeObservation adds this to the variance
 NORMALIZE_EPSILON = 1e-8
@@ -33,17 +33,34 @@ class Agent:
         self._to_env = ActionAdapter(env, device)
         env.close()
 
-    def predict(self, obs: Any, deterministic: bool = True) -> Any:
-        """Actions for one observation (returns one action) or a batch (returns a batch)."""
+    def predict(self, obs: Any, deterministic: bool = True, state: Optional[torch.Tensor] = None, episode_start: Any = None) -> Any:
+        """Actions for one observation (returns one action) or a batch (returns a batch).
+
+        A recurrent agent (``network.recurrent``) returns ``(action, state)``: pass the state back
+        with the next observation, and ``episode_start=True`` (per observation in a batch) where an
+        episode begins; ``state=None`` starts from zeros. Observations are the run's env's own
+        (with ``env.mask_velocity``, without the velocities)."""
         batched = is_batch(obs, self.observation_space)
         batch = obs if batched else tree_map(lambda x: np.asarray(x)[None], obs)
         batch = self.process(batch)
+        obs_t = to_tensor(batch, self.observation_space, self.device)
+        recurrent = getattr(self.policy, "is_recurrent", False)
+        if not recurrent and (state is not None or episode_start is not None):
+            raise ValueError("state and episode_start are for recurrent agents; this run's network has no recurrent core")
         with torch.inference_mode():
-            action = self.policy.predict(to_tensor(batch, self.observation_space, self.device), deterministic)
+            if recurrent:
+                n = lead_shape(obs_t, 1)[0]
+                state = self.policy.initial_state(n, self.device) if state is None else torch.as_tensor(state, device=self.device)
+                starts = torch.zeros(n, dtype=torch.bool, device=self.device) if episode_start is None else \
+                    torch.as_tensor(np.broadcast_to(np.asarray(episode_start, dtype=bool), (n,)).copy(), device=self.device)
+                action, state = self.policy.predict(obs_t, state, starts, deterministic)
+            else:
+                action = self.policy.predict(obs_t, deterministic)
         action = self._to_env(action)
         if isinstance(self.action_space, gym.spaces.Box):
             action = np.clip(action, self.action_space.low, self.action_space.high)
-        return action if batched else action[0]
+        action = action if batched else action[0]
+        return (action, state) if recurrent else action
 
     def process(self, obs: Any) -> Any:
         """The run's observation processing: normalisation with the saved statistics, then clipping."""

@@ -40,6 +40,7 @@ class PPOSchema(AlgoSchema):
     clip_range_schedule: str = MISSING
     clip_range_vf: Optional[float] = MISSING
     target_kl: Optional[float] = MISSING
+    sequence_length: Optional[int] = None  # recurrent policies: chunk length of a minibatch's sequences
 
 
 @dataclass
@@ -87,6 +88,23 @@ class EnvSchema:
     max_episode_steps: Optional[int] = MISSING
     make_kwargs: Dict[str, Any] = field(default_factory=dict)
     obs_keys: Optional[List[str]] = None
+    mask_velocity: bool = False
+
+
+@dataclass
+class AtariEnvSchema(EnvSchema):
+    """env=atari (rlexp.envs.atari.AtariSpec): the standard Atari preprocessing."""
+
+    noop_max: int = MISSING
+    frame_skip: int = MISSING
+    screen_size: int = MISSING
+    frame_stack: int = MISSING
+    fire_reset: bool = MISSING
+    episodic_life: bool = MISSING
+    sign_rewards: bool = MISSING
+    repeat_action_probability: float = MISSING
+    full_action_space: bool = MISSING
+    threads: int = MISSING
 
 
 @dataclass
@@ -109,6 +127,9 @@ class NetworkSchema:
     sde_sample_freq: int = MISSING
     encoder: Any = "auto"  # auto | flatten | cnn, or {entry: kind} for Dict observations
     cnn: CnnSchema = field(default_factory=CnnSchema)
+    recurrent: Optional[str] = None  # null | lstm | gru
+    recurrent_size: int = 256
+    recurrent_layers: int = 1
 
 
 @dataclass
@@ -186,7 +207,7 @@ GROUP_SCHEMAS = {
         "reinforce_baseline": ReinforceBaselineSchema,
         "common": AlgoSchema,
     },
-    "env": {"env": EnvSchema},
+    "env": {"env": EnvSchema, "atari": AtariEnvSchema},
     "network": {"mlp": NetworkSchema},
     "logger": {"tensorboard": TensorBoardLoggerSchema, "none": NullLoggerSchema},
     "diagnostics": {"diagnostics": DiagnosticsSchema},

@@ -12,7 +12,7 @@ import torch
 from rlexp.envs import ActionAdapter
 from rlexp.errors import ConfigError, require
 from rlexp.observations import to_tensor
-from rlexp.evaluation import evaluate_policy, load_trained
+from rlexp.evaluation import PolicyStepper, evaluate_policy, load_trained
 
 
 USAGE = "usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] [checkpoint=last|best] [seed=0] [device=cpu]"
@@ -59,12 +59,14 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
         raise ConfigError("video", f"video needs extra packages: pip install \"rlexp[video]\" ({str(e).splitlines()[0]})") from None
     before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
     to_env = ActionAdapter(env, device)
+    stepper = PolicyStepper(policy, env.num_envs, device)
     obs, _ = env.reset(seed=args.seed)
     finished = 0
     with torch.inference_mode():
         while finished < args.video_episodes:
-            action = policy.predict(to_tensor(obs, env.single_observation_space, device), args.deterministic)
+            action = stepper.act(to_tensor(obs, env.single_observation_space, device), args.deterministic)
             obs, _, terminated, truncated, _ = env.step(to_env(action))
+            stepper.stepped(terminated, truncated)
             finished += int((terminated | truncated).sum())
     env.close()
     return sorted(set(video_dir.glob("*.mp4")) - before)

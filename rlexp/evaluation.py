@@ -4,6 +4,7 @@ periodic evaluation and ``rlexp-eval``), and rebuilding a trained policy from a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +13,32 @@ import torch
 from rlexp.envs import ActionAdapter, load_normalization_state
 from rlexp.errors import ConfigError
 from rlexp.observations import to_tensor
+
+
+class PolicyStepper:
+    """A policy acting in a vector env, step after step. A feed-forward policy acts on each
+    observation alone; a recurrent one keeps a state per sub-env, zeroed where an episode
+    begins (the step after Gymnasium's autoreset step, as in training)."""
+
+    def __init__(self, policy: torch.nn.Module, num_envs: int, device: torch.device):
+        self.policy = policy
+        self.recurrent = bool(getattr(policy, "is_recurrent", False))
+        if self.recurrent:
+            self.state = policy.initial_state(num_envs, device)
+            self.starts = torch.ones(num_envs, dtype=torch.bool, device=device)
+            self.ended = np.zeros(num_envs, dtype=bool)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        if not self.recurrent:
+            return self.policy.predict(obs, deterministic)
+        action, self.state = self.policy.predict(obs, self.state, self.starts, deterministic)
+        return action
+
+    def stepped(self, terminated: Any, truncated: Any) -> None:
+        """After env.step: where the previous step ended an episode this one was the reset."""
+        if self.recurrent:
+            self.starts = torch.as_tensor(self.ended, device=self.state.device)
+            self.ended = as_numpy(terminated) | as_numpy(truncated)
 
 
 @torch.inference_mode()
@@ -32,11 +59,13 @@ def evaluate_policy(
     """
     assert env.num_envs == episodes, "evaluation env needs one sub-env per episode"
     to_env = ActionAdapter(env, device)
+    stepper = PolicyStepper(policy, env.num_envs, device)
     obs, _ = env.reset(seed=seed)
     returns = np.full(episodes, np.nan)
     while np.isnan(returns).any():
-        action = policy.predict(to_tensor(obs, env.single_observation_space, device), deterministic)
-        obs, _, _, _, info = env.step(to_env(action))
+        action = stepper.act(to_tensor(obs, env.single_observation_space, device), deterministic)
+        obs, _, terminated, truncated, info = env.step(to_env(action))
+        stepper.stepped(terminated, truncated)
         if "_episode" in info:
             first = as_numpy(info["_episode"]) & np.isnan(returns)
             returns[first] = as_numpy(info["episode"]["r"])[first]
@@ -49,10 +78,11 @@ def episode_frames(policy: torch.nn.Module, env: gym.vector.VectorEnv, device: t
     """The rendered frames (T, H, W, 3) of one episode in ``env`` (one sub-env made with
     render_mode="rgb_array"), at most ``max_frames`` of them."""
     to_env = ActionAdapter(env, device)
+    stepper = PolicyStepper(policy, env.num_envs, device)
     obs, _ = env.reset(seed=seed)
     frames = [env.render()[0]]
     while len(frames) < max_frames:
-        action = policy.predict(to_tensor(obs, env.single_observation_space, device), deterministic)
+        action = stepper.act(to_tensor(obs, env.single_observation_space, device), deterministic)
         obs, _, terminated, truncated, _ = env.step(to_env(action))
         if bool(terminated[0] or truncated[0]):
             break

@@ -84,3 +84,10 @@ def assign(buffer: Tree, index: Any, value: Tree) -> None:
         buffer[index] = value
     else:
         tree_map(lambda b, v: b.__setitem__(index, v), buffer, value)
+
+
+def lead_shape(tree: Tree, dims: int) -> tuple[int, ...]:
+    """The first ``dims`` sizes that every leaf of ``tree`` shares (e.g. time and batch)."""
+    while not isinstance(tree, torch.Tensor):
+        tree = next(iter(tree.values())) if isinstance(tree, dict) else tree[0]
+    return tuple(tree.shape[:dims])

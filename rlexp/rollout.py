@@ -10,15 +10,21 @@ buffers and moved to the device once per rollout, not once per step.
 A step is *valid* unless it is the autoreset step that Gymnasium's NEXT_STEP mode
 inserts after an episode ends (reset observation, reward 0, action ignored). Invalid
 steps take part in the GAE recursion only as a barrier and never reach a loss.
+
+For a recurrent policy the rollout also keeps, per step, the policy's state before the step
+and whether the step starts an episode; a batch then carries its steps as sequences too
+(``Batch.seq``, rlexp.networks.recurrent.Sequences) and PPO's minibatches are chunks of env
+sequences (:func:`sequence_minibatches`) rather than shuffled single steps.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
 
+from rlexp.networks.recurrent import Sequences
 from rlexp.observations import Tree, assign, empty, tree_map
 from rlexp.returns import gae
 
@@ -30,12 +36,26 @@ class Batch(NamedTuple):
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    seq: Optional[Sequences] = None  # recurrent policies: the same steps as sequences
 
     def __len__(self) -> int:
         return self.log_probs.shape[0]
 
     def select(self, index: torch.Tensor) -> "Batch":
-        return Batch(*(tree_map(lambda x: x[index], field) for field in self))
+        """Some of the steps (feed-forward batches: steps taken out of sequences have no state)."""
+        assert self.seq is None, "sequence batches are split by sequence_minibatches"
+        return Batch(*(tree_map(lambda x: x[index], field) for field in self[:6]))
+
+    def flat_fields(self) -> tuple[Any, ...]:
+        """The per-step fields (everything but ``seq``)."""
+        return tuple(self[:6])
+
+    def evaluate(self, policy: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``policy.evaluate`` on these steps: (log_prob, entropy, value) of the actions taken,
+        re-running the sequences for a recurrent policy."""
+        if self.seq is None:
+            return policy.evaluate(self.obs, self.actions)
+        return policy.evaluate(self.obs, self.actions, self.seq)
 
 
 class Rollout:
@@ -48,6 +68,7 @@ class Rollout:
         action_dtype: torch.dtype,
         device: torch.device,
         env_device: torch.device | None = None,
+        state_shape: tuple[int, ...] | None = None,
     ):
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, device
         shape = (n_steps, num_envs)
@@ -70,6 +91,15 @@ class Rollout:
             self.truncated_np, self.valid_np = self.truncated_env.numpy(), self.valid_env.numpy()
         self.advantages = torch.zeros(shape, device=device)
         self.returns = torch.zeros(shape, device=device)
+        # recurrent policies (state_shape: rows x hidden): the state before each step, and
+        # whether the step starts an episode (the state is zeroed before it)
+        self.recurrent = state_shape is not None
+        if self.recurrent:
+            self.states = torch.zeros(shape + tuple(state_shape), device=device)
+            self.starts = torch.zeros(shape, dtype=torch.bool, device=device)
+
+    def store_state(self, t: int, state: torch.Tensor, starts: torch.Tensor) -> None:
+        self.states[t], self.starts[t] = state, starts
 
     def store_policy(self, t: int, obs, action, log_prob, value) -> None:
         if isinstance(action, np.ndarray):  # numpy in, numpy views: no tensor wrapping per step
@@ -97,12 +127,15 @@ class Rollout:
         self.advantages[:] = gae(rewards, self.values, next_values, terminated, episode_end, gamma, gae_lambda)
         self.returns[:] = self.advantages + self.values
 
-    def batch(self) -> Batch:
-        """All valid transitions, flattened over time and environments."""
-        valid = self.valid_env.reshape(-1).to(self.device)
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])[valid]  # noqa: E731
+    def batch(self, mask: Optional[torch.Tensor] = None) -> Batch:
+        """The steps of ``mask`` ((n_steps, num_envs); default: all valid steps), flattened over
+        time and environments; for a recurrent policy also as whole env sequences."""
+        mask = self.valid_env.to(self.device) if mask is None else mask
+        flat = lambda x: x[mask]  # noqa: E731  (time-major, as the sequences' to_flat)
+        seq = Sequences(self.obs, self.starts, self.states[0], mask) if self.recurrent else None
         return Batch(
-            tree_map(flat, self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns)
+            tree_map(flat, self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns),
+            seq,
         )
 
 
@@ -126,3 +159,32 @@ def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None
     for i in range(n_full):
         end = n if i == n_full - 1 else (i + 1) * batch_size
         yield batch.select(order[i * batch_size : end])
+
+
+def sequence_minibatches(rollout: Rollout, length: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Recurrent PPO's minibatches: each env's rollout cut into chunks of ``length`` steps,
+    shuffled, about ``batch_size / length`` chunks per minibatch (the last takes the remainder).
+    A chunk re-runs from the state stored at its first step; its autoreset steps run through
+    the core but are left out of the flat fields, so they reach no loss."""
+    steps, envs = rollout.n_steps, rollout.num_envs
+    device = rollout.device
+    per_env = steps // length
+    n_chunks = per_env * envs
+    per_batch = max(round(batch_size / length), 1)
+    n_batches = max(round(n_chunks / per_batch), 1)
+    order = torch.randperm(n_chunks, generator=generator, device="cpu").to(device)
+    valid = rollout.valid_env.to(device)
+    offsets = torch.arange(length, device=device).unsqueeze(1)  # (L, 1)
+    for i in range(n_batches):
+        end = n_chunks if i == n_batches - 1 else (i + 1) * per_batch
+        chunk = order[i * per_batch : end]
+        first, env = (chunk % per_env) * length, chunk // per_env  # (M,)
+        time = first.unsqueeze(0) + offsets  # (L, M)
+        take = lambda x: x[time, env]  # noqa: E731  (L, M, ...)
+        mask = take(valid)
+        if not bool(mask.any()):
+            continue
+        flat = lambda x: take(x)[mask]  # noqa: E731
+        seq = Sequences(tree_map(take, rollout.obs), take(rollout.starts), rollout.states[first, env], mask)
+        yield Batch(tree_map(flat, rollout.obs), flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values),
+                    flat(rollout.advantages), flat(rollout.returns), seq)

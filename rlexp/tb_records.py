@@ -308,8 +308,8 @@ MAX_ACTION_SCALARS = 64
 
 
 @torch.no_grad()
-def action_records(policy: torch.nn.Module, obs: Any, actions: torch.Tensor) -> tuple[dict[str, float], Optional[list[int]]]:
-    """The policy's action distribution on ``obs`` (the rollout's observations) and the
+def action_records(policy: torch.nn.Module, batch: Any) -> tuple[dict[str, float], Optional[list[int]]]:
+    """The policy's action distribution on the batch's observations (the rollout's) and the
     actions it sampled there: (scalars, counts of each sampled action or None).
 
     Discrete heads: ``actions/prob_<i>``, the mean probability of action i (MultiDiscrete:
@@ -317,10 +317,10 @@ def action_records(policy: torch.nn.Module, obs: Any, actions: torch.Tensor) -> 
     the counts behind ``actions/histogram``. Continuous heads: ``actions/mean_<d>`` and
     ``actions/std_<d>``, the policy's mean and standard deviation averaged over the states.
     """
-    head = getattr(policy, "action_head", None)
-    if head is None or not hasattr(policy, "actor_encoder") or actions.shape[0] == 0:
+    actions = batch.actions
+    if not hasattr(policy, "distribution") or actions.shape[0] == 0:
         return {}, None
-    dist = head(policy.actor_body(policy.actor_encoder(obs)))
+    dist = policy.distribution(batch.obs, batch.seq)
     scalars: dict[str, float] = {}
     counts = None
     if isinstance(dist, torch.distributions.Normal):

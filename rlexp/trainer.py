@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
 from rlexp import tb_records
 from rlexp.algos.base import OnPolicyAlgorithm
@@ -83,6 +83,10 @@ class Trainer:
         self.fast = self.algo.enable_fast_cpu(cfg.get("fast_cpu", "auto"), self.device, compiled=bool(cfg.compile))
 
         self.obs_space = self.env.single_observation_space
+        # recurrent policies: one state per env, carried across steps and rollouts (reset_envs zeroes it)
+        self.recurrent = bool(getattr(self.policy, "is_recurrent", False))
+        self.policy_state: Optional[torch.Tensor] = None
+        self.episode_starts: Optional[torch.Tensor] = None
         self.rollout = Rollout(
             self.algo.n_steps,
             self.env.num_envs,
@@ -90,6 +94,7 @@ class Trainer:
             *action_storage(self.env.single_action_space),
             self.device,
             env_device=self.device if is_torch_env(self.env) else None,
+            state_shape=tuple(self.policy.initial_state(1).shape[1:]) if self.recurrent else None,
         )
         self.to_env = ActionAdapter(self.env, self.device)
         self.global_step = 0
@@ -129,6 +134,12 @@ class Trainer:
                 action, log_prob, value = fast.act(obs)
                 self.rollout.store_policy(t, obs, action, log_prob, value)
                 env_action = self.to_env(action)
+            elif self.recurrent:  # the state before the step is stored: the update re-runs sequences from it
+                obs_t = to_tensor(obs, self.obs_space, self.device)
+                self.rollout.store_state(t, self.policy_state, self.episode_starts)
+                action, log_prob, value, self.policy_state = self.policy.act(obs_t, self.policy_state, self.episode_starts)
+                self.rollout.store_policy(t, obs_t, action, log_prob, value)
+                env_action = self.to_env(action)
             else:
                 obs_t = to_tensor(obs, self.obs_space, self.device)
                 action, log_prob, value = self.policy.act(obs_t)
@@ -137,6 +148,8 @@ class Trainer:
             obs, reward, terminated, truncated, info = self.env.step(env_action)
             # after an episode ends, NEXT_STEP autoreset spends one step on the reset
             self.rollout.store_env(t, reward, terminated, truncated, valid=~ended)
+            if self.recurrent:  # this step was an autoreset step where the last one ended: a new episode's first obs
+                self.episode_starts = torch.as_tensor(ended, device=self.device)
             ended = terminated | truncated
             if "_episode" in info:
                 done, episode = info["_episode"], info["episode"]
@@ -233,6 +246,9 @@ class Trainer:
         obs, _ = self.env.reset(seed=seed)
         shape = self.env.num_envs
         ended = torch.zeros(shape, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(shape, dtype=bool)
+        if self.recurrent:  # zero state, as on resume: the envs' own state is not checkpointed either
+            self.policy_state = self.policy.initial_state(shape, self.device)
+            self.episode_starts = torch.ones(shape, dtype=torch.bool, device=self.device)
         return obs, ended
 
     def compute_advantages(self, next_obs: Any) -> None:
@@ -240,7 +256,11 @@ class Trainer:
         (nothing to do for algorithms that use Monte Carlo returns)."""
         if self.algo.needs_advantages:
             with torch.inference_mode():
-                last_value = self.policy.value(to_tensor(next_obs, self.obs_space, self.device))
+                obs_t = to_tensor(next_obs, self.obs_space, self.device)
+                if self.recurrent:  # V of the next obs, from the state the rollout ended in
+                    last_value = self.policy.value(obs_t, self.policy_state, self.episode_starts)
+                else:
+                    last_value = self.policy.value(obs_t)
             self.rollout.compute_gae(last_value, self.algo.gamma, self.algo.gae_lambda)
 
     def record(self, metrics: dict[str, float], finished: list[tuple[float, int]]) -> None:
@@ -278,10 +298,10 @@ class Trainer:
         batch = self.rollout.batch()
         if self.algo.needs_advantages:  # Monte Carlo algorithms compute their returns inside the update
             logger.histograms({"rollout/advantages": batch.advantages, "rollout/returns": batch.returns}, step)
-        action_scalars, counts = tb_records.action_records(self.policy, batch.obs, batch.actions)
+        action_scalars, counts = tb_records.action_records(self.policy, batch)
         if getattr(self.algo, "clip_range", None) is not None and len(batch):  # PPO: how far the update moved each sample
             with torch.no_grad():
-                log_prob, _, _ = self.policy.evaluate(batch.obs, batch.actions)
+                log_prob, _, _ = batch.evaluate(self.policy)
             logger.histograms({"train/ratio": (log_prob - batch.log_probs).exp()}, step)
         logger.log({**scalars, **action_scalars}, step)
         if counts is not None:

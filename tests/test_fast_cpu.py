@@ -51,7 +51,7 @@ def make_batch(policy, n=64, seed=1):
 
 def fast_step(fast, algo, batch, lr=None, kl_limit=None):
     return fast.ppo_step(
-        tuple(f.numpy() for f in batch), clip_range=algo.clip_range, clip_range_vf=algo.clip_range_vf, ent_coef=algo.ent_coef,
+        tuple(f.numpy() for f in batch.flat_fields()), clip_range=algo.clip_range, clip_range_vf=algo.clip_range_vf, ent_coef=algo.ent_coef,
         vf_coef=algo.vf_coef, normalize_advantage=algo.normalize_advantage, max_grad_norm=algo.max_grad_norm,
         lr=algo.learning_rate if lr is None else lr, kl_limit=kl_limit,
     )

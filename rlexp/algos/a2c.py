@@ -16,7 +16,7 @@ from rlexp.rollout import Batch, Rollout
 
 class A2C(OnPolicyAlgorithm):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
+        log_prob, entropy, value = batch.evaluate(self.policy)
         advantages = self.normalized(batch.advantages)  # off by default, as in SB3
         # -mean(log pi * A) + vf_coef * MSE(V, GAE returns) - ent_coef * entropy
         return self.policy_gradient_terms(batch, log_prob, advantages, entropy, value=value, value_targets=batch.returns)

@@ -24,5 +24,5 @@ def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def approx_kl_after_step(policy: nn.Module, batch: Batch) -> torch.Tensor:
     """KL between the policy that collected ``batch`` and ``policy`` as it is now."""
-    log_prob, _, _ = policy.evaluate(batch.obs, batch.actions)
+    log_prob, _, _ = batch.evaluate(policy)
     return approx_kl(log_prob, batch.log_probs)

@@ -9,8 +9,8 @@ import torch
 
 from rlexp.algos import ppo_fast_cpu
 from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm, fast_cpu_setting
-from rlexp.errors import require
-from rlexp.rollout import Batch, Rollout, minibatches
+from rlexp.errors import ConfigError, require
+from rlexp.rollout import Batch, Rollout, minibatches, sequence_minibatches
 
 
 class PPO(OnPolicyAlgorithm):
@@ -23,6 +23,7 @@ class PPO(OnPolicyAlgorithm):
         clip_range_schedule: str = "constant",
         clip_range_vf: Optional[float] = None,
         target_kl: Optional[float] = None,
+        sequence_length: Optional[int] = None,
         **common,
     ):
         super().__init__(**common)
@@ -32,6 +33,9 @@ class PPO(OnPolicyAlgorithm):
         require(clip_range_schedule in SCHEDULES, "clip_range_schedule", f"must be one of {', '.join(SCHEDULES)}")
         require(clip_range_vf is None or clip_range_vf > 0, "clip_range_vf", f"must be > 0 or null, got {clip_range_vf}")
         require(target_kl is None or target_kl > 0, "target_kl", f"must be > 0 or null, got {target_kl}")
+        require(sequence_length is None or (sequence_length >= 1 and self.n_steps % sequence_length == 0), "sequence_length",
+                f"must divide n_steps = {self.n_steps} (or be null: whole rollouts), got {sequence_length}")
+        self.sequence_length = int(sequence_length or self.n_steps)
         self.batch_size, self.n_epochs = int(batch_size), int(n_epochs)
         self.initial_clip_range, self.clip_range_schedule = float(clip_range), clip_range_schedule
         self.clip_range = self.initial_clip_range
@@ -39,13 +43,17 @@ class PPO(OnPolicyAlgorithm):
 
     def enable_fast_cpu(self, setting: Any, device: torch.device, compiled: bool) -> Optional[ppo_fast_cpu.FastActorCritic]:
         setting = fast_cpu_setting(setting)
+        if getattr(self.policy, "is_recurrent", False):
+            if setting == "true":
+                raise ConfigError("fast_cpu", "implements feed-forward policies only; network.recurrent needs fast_cpu=auto or false")
+            return None
         if type(self) is not PPO or setting == "false":  # a subclass may change the loss the backend writes out by hand
             return super().enable_fast_cpu(setting, device, compiled)
         self.fast = ppo_fast_cpu.select(setting == "true", self.policy, self.optimizer, device, compiled)
         return self.fast
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
+        log_prob, entropy, value = batch.evaluate(self.policy)
         advantages = self.normalized(batch.advantages)  # per minibatch, as in SB3 and CleanRL
 
         # clipped surrogate: take the pessimistic of the unclipped and clipped objectives
@@ -80,6 +88,10 @@ class PPO(OnPolicyAlgorithm):
         self.set_progress(progress_remaining)
         self.clip_range = self.scheduled(self.initial_clip_range, self.clip_range_schedule, progress_remaining)
         batch = rollout.batch()
+        if batch.seq is not None:  # recurrent: minibatches of env sequences
+            self.split = lambda _: sequence_minibatches(rollout, self.sequence_length, self.batch_size)
+        else:
+            self.split = lambda whole: minibatches(whole, self.batch_size)
         if self.fast is not None:
             metrics, stopped_early = self._update_fast(batch)
         else:
@@ -93,7 +105,7 @@ class PPO(OnPolicyAlgorithm):
         stops the whole update (SB3's target_kl early stop). Returns (results, stopped early)."""
         results = []
         for _ in range(self.n_epochs):
-            for minibatch in minibatches(batch, self.batch_size):
+            for minibatch in self.split(batch):
                 result = step(minibatch)
                 if result is None:
                     return results, True
@@ -122,7 +134,7 @@ class PPO(OnPolicyAlgorithm):
                         normalize_advantage=self.normalize_advantage, max_grad_norm=self.max_grad_norm,
                         lr=self.optimizer.param_groups[0]["lr"],
                         kl_limit=1.5 * self.target_kl if self.target_kl is not None else None)
-        rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch), **settings))
+        rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch.flat_fields()), **settings))
         fast.sync_step_count()
         metrics = self.summarize_steps(list(ppo_fast_cpu.STEP_KEYS), np.stack(rows) if rows else None, batch)
         if rows:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 
 from rlexp.algos.base import OnPolicyAlgorithm
-from rlexp.observations import tree_map
 from rlexp.returns import discounted_returns, explained_variance, finished_mask
 from rlexp.rollout import Batch, Rollout
 
@@ -37,7 +36,7 @@ class REINFORCE(OnPolicyAlgorithm):
         return (returns - returns.mean()) / (returns.std() + 1e-8)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, _ = self.policy.evaluate(batch.obs, batch.actions)
+        log_prob, entropy, _ = batch.evaluate(self.policy)
         # -mean(log pi * G) - ent_coef * entropy: no value function, nothing bootstrapped
         return self.policy_gradient_terms(batch, log_prob, self.monte_carlo_returns(batch), entropy)
 
@@ -50,8 +49,8 @@ class REINFORCE(OnPolicyAlgorithm):
         # `valid` is False on Gymnasium's autoreset steps (reset observation, reward 0)
         keep = finished_mask(episode_end) & valid
         g = returns[keep]
-        batch = Batch(tree_map(lambda x: x[keep], rollout.obs), rollout.actions[keep], rollout.log_probs[keep], rollout.values[keep], g, g)
-        return batch, valid.sum()
+        batch = rollout.batch(keep)
+        return Batch(batch.obs, batch.actions, batch.log_probs, batch.values, g, g, batch.seq), valid.sum()
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         self.set_progress(progress_remaining)

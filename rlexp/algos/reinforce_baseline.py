@@ -26,7 +26,7 @@ class REINFORCEWithBaseline(REINFORCE):
         self.normalize_advantage = normalize_advantage  # standardise G_t - V(s_t), as SB3 does
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, value = self.policy.evaluate(batch.obs, batch.actions)
+        log_prob, entropy, value = batch.evaluate(self.policy)
         returns = self.monte_carlo_returns(batch)
         # detached: the baseline only lowers the variance, the policy loss must not train it
         advantages = self.normalized(returns - value.detach())

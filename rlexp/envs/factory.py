@@ -19,14 +19,16 @@ import numpy as np
 from gymnasium.wrappers import vector as vw
 
 from rlexp.envs.minigrid import declare_code_bounds, is_minigrid
+from rlexp.envs.velocity import mask_velocity, velocity_entries
 from rlexp.errors import ConfigError, require
 from rlexp.observations import encodable
 
 log = logging.getLogger("rlexp")
 
-EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "minatar": "minatar"}
 #: env ids that an optional package registers when imported: (id prefix, module, rlexp extra)
-FAMILIES = (("MiniGrid-", "minigrid", "minigrid"), ("BabyAI-", "minigrid", "minigrid"), ("ALE/", "ale_py", "atari"))
+FAMILIES = (("MiniGrid-", "minigrid", "minigrid"), ("BabyAI-", "minigrid", "minigrid"), ("ALE/", "ale_py", "atari"),
+            ("MinAtar/", "rlexp.envs.minatar", "minatar"))  # registers the ids; minatar itself is imported by gym.make
 BACKENDS = ("gymnasium", "torch")
 #: evaluation episodes of envs registered without a time limit end here (env.max_episode_steps
 #: overrides): 27,000 steps is ALE's 108,000-frame cap at frame skip 4
@@ -48,6 +50,7 @@ class EnvSpec:
     max_episode_steps: Optional[int] = None
     make_kwargs: dict[str, Any] = field(default_factory=dict)
     obs_keys: Optional[list[str]] = None  # Dict observations: the entries to keep (null: all rlexp can encode)
+    mask_velocity: bool = False  # leave the velocities out of the observation (rlexp.envs.velocity)
 
     def __post_init__(self) -> None:
         require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
@@ -61,10 +64,12 @@ class EnvSpec:
             from rlexp.envs.torch_native import TORCH_ENVS
 
             require(self.id in TORCH_ENVS, "id", f"no torch-native version of {self.id!r}; backend=torch supports {', '.join(TORCH_ENVS)}")
-            for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward"):
+            for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward", "mask_velocity"):
                 require(not getattr(self, key), key, "is a gymnasium (numpy) wrapper: not available with backend=torch")
             return
         check_env_id(self.id)
+        if self.mask_velocity:
+            velocity_entries(self.id)  # an env whose velocities rlexp does not know fails here, before any env is made
 
     def make(
         self, num_envs: Optional[int] = None, training: bool = True, gamma: float = 0.99, device: Any = "cpu"
@@ -94,6 +99,8 @@ class EnvSpec:
             env = self.select_entries(env, training)
             if is_minigrid(self.id):
                 env = declare_code_bounds(env)
+            if self.mask_velocity:
+                env = mask_velocity(env, self.id)
             require(not self.normalize_obs or isinstance(env.single_observation_space, gym.spaces.Box), "normalize_obs",
                     f"applies to Box observations only; {self.id}'s are {env.single_observation_space}")
         except ConfigError:

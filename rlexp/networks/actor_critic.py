@@ -1,5 +1,6 @@
 """The actor-critic the algorithms train: encoder torsos for the actor and the critic, an
-action head chosen by the action space and a value head."""
+action head chosen by the action space and a value head; and its recurrent form, with an
+LSTM or GRU core between the encoder and the torso (rlexp.networks.recurrent)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from torch import nn
 from rlexp.errors import ConfigError, require
 from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
+from rlexp.networks.recurrent import CORES, RecurrentCore, Sequences
+from rlexp.observations import Tree, lead_shape, tree_map
 
 
 class ActorCritic(nn.Module):
@@ -27,7 +30,17 @@ class ActorCritic(nn.Module):
     Orthogonal init follows the PPO implementation details everyone copies: sqrt(2)
     for hidden layers, 0.01 for the policy output (near-uniform initial policy) and
     1 for the value output.
+
+    ``recurrent="lstm"`` or ``"gru"`` builds a :class:`RecurrentActorCritic` instead, so every
+    config names this one ``_target_``.
     """
+
+    is_recurrent = False
+
+    def __new__(cls, *args: Any, recurrent: Optional[str] = None, **kwargs: Any):
+        if cls is ActorCritic and recurrent is not None:
+            cls = RecurrentActorCritic
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -42,6 +55,9 @@ class ActorCritic(nn.Module):
         sde_sample_freq: int = -1,
         encoder: str | dict[str, str] = "auto",
         cnn: Optional[dict[str, Any]] = None,
+        recurrent: Optional[str] = None,
+        recurrent_size: int = 256,
+        recurrent_layers: int = 1,
     ):
         super().__init__()
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -57,7 +73,8 @@ class ActorCritic(nn.Module):
         self.is_continuous = isinstance(action_space, gym.spaces.Box)
         self.actor_encoder = make_encoder(observation_space, encoder, cnn_spec)
         self.critic_encoder = self.actor_encoder if shared else make_encoder(observation_space, encoder, cnn_spec)
-        features = self.actor_encoder.out_features
+        # the torso reads the recurrent core's output where there is one
+        features = self.actor_encoder.out_features if recurrent is None else recurrent_size
         self.actor_body = mlp(features, hidden_sizes, activation)
         self.critic_body = self.actor_body if shared else mlp(features, hidden_sizes, activation)
         out = hidden_sizes[-1] if hidden_sizes else features
@@ -86,11 +103,16 @@ class ActorCritic(nn.Module):
         action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1)
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log_prob, entropy, value) of given actions under the current parameters."""
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, seq: Optional[Sequences] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log_prob, entropy, value) of given actions under the current parameters (``seq``:
+        the batch as sequences, which only a recurrent policy reads)."""
         actor, critic = self._features(obs)
         dist = self.action_head(actor)
         return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), self.value_head(critic).squeeze(-1)
+
+    def distribution(self, obs: Any, seq: Optional[Sequences] = None) -> Any:
+        """The policy's action distribution on a batch of observations."""
+        return self.action_head(self.actor_body(self.actor_encoder(obs)))
 
     def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         dist = self.action_head(self.actor_body(self.actor_encoder(obs)))
@@ -100,3 +122,90 @@ class ActorCritic(nn.Module):
         """Start a rollout: draw fresh gSDE noise matrices (nothing to do for other heads)."""
         if hasattr(self.action_head, "reset_noise"):
             self.action_head.reset_noise(batch_size)
+
+
+class RecurrentActorCritic(ActorCritic):
+    """ActorCritic with a recurrent core between the encoder and the MLP torso. The actor and
+    the critic each have a core, or (``shared``) one core feeds both.
+
+    Every method takes the state and the episode starts and returns the new state alongside
+    its usual result. ``ActorCritic(recurrent="lstm", ...)`` builds one of these (see
+    ``ActorCritic.__new__``), so the configs keep one ``_target_``.
+    """
+
+    is_recurrent = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, *, recurrent: str, recurrent_size: int = 256,
+                 recurrent_layers: int = 1, shared: bool = False, **kwargs: Any):
+        require(recurrent in CORES, "recurrent", f"must be null, lstm or gru, got {recurrent!r}")
+        require(isinstance(recurrent_size, int) and recurrent_size >= 1, "recurrent_size", f"must be a positive int, got {recurrent_size!r}")
+        require(isinstance(recurrent_layers, int) and recurrent_layers >= 1, "recurrent_layers",
+                f"must be a positive int, got {recurrent_layers!r}")
+        super().__init__(observation_space, action_space, shared=shared, recurrent=recurrent, recurrent_size=recurrent_size, **kwargs)
+        features = self.actor_encoder.out_features
+        orthogonal = kwargs.get("ortho_init", True)
+        self.actor_core = RecurrentCore(recurrent, features, recurrent_size, recurrent_layers, orthogonal)
+        self.critic_core = self.actor_core if shared else RecurrentCore(recurrent, features, recurrent_size, recurrent_layers, orthogonal)
+        self.recurrent = recurrent
+        self.actor_rows = self.actor_core.rows
+        self.state_rows = self.actor_rows * (1 if shared else 2)
+
+    def initial_state(self, batch_size: int, device: Any = None) -> torch.Tensor:
+        """Zeros: the state of every environment before its first step."""
+        device = device if device is not None else next(self.parameters()).device
+        return torch.zeros(batch_size, self.state_rows, self.actor_core.hidden_size, device=device)
+
+    # -- the sequence forward pass -----------------------------------------------------
+    def _encode(self, encoder: nn.Module, obs: Tree) -> torch.Tensor:
+        """(T, N, ...) observations through an encoder that takes (batch, ...)."""
+        lead = lead_shape(obs, 2)
+        flat = encoder(tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), obs))
+        return flat.reshape(*lead, -1)
+
+    def sequence_features(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(actor features, critic features, final state) of (T, N, ...) observations."""
+        actor_state, critic_state = state[:, : self.actor_rows], state[:, self.actor_rows:]
+        actor_out, actor_state = self.actor_core(self._encode(self.actor_encoder, obs), actor_state, starts)
+        actor = self.actor_body(actor_out)
+        if self.shared:
+            return actor, actor, actor_state
+        critic_out, critic_state = self.critic_core(self._encode(self.critic_encoder, obs), critic_state, starts)
+        return actor, self.critic_body(critic_out), torch.cat([actor_state, critic_state], dim=1)
+
+    def _step(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor):
+        """One step of N envs: obs (N, ...), starts (N,) -> (actor, critic) features (N, F) and the new state."""
+        actor, critic, state = self.sequence_features(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0))
+        return actor[0], critic[0], state
+
+    # -- what the trainer, the algorithms and evaluation call --------------------------
+    def act(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor):
+        """Sample actions for one step: (action, log_prob, value, new state)."""
+        actor, critic, state = self._step(obs, state, starts)
+        dist = self.action_head(actor)
+        action = self.action_head.sample(dist)
+        return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1), state
+
+    def value(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        _, critic, _ = self._step(obs, state, starts)
+        return self.value_head(critic).squeeze(-1)
+
+    def predict(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor, deterministic: bool = True):
+        """(action, new state) for one step."""
+        actor, _, state = self._step(obs, state, starts)
+        dist = self.action_head(actor)
+        return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
+
+    def evaluate(self, obs: Any, actions: torch.Tensor, seq: Optional[Sequences] = None):
+        """(log_prob, entropy, value) of the batch's actions, re-running its sequences."""
+        if seq is None:
+            raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
+        actor, critic, _ = self.sequence_features(seq.obs, seq.state, seq.starts)
+        dist = self.action_head(seq.to_flat(actor))
+        value = self.value_head(seq.to_flat(critic)).squeeze(-1)
+        return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), value
+
+    def distribution(self, obs: Any, seq: Optional[Sequences] = None):
+        if seq is None:
+            raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
+        actor, _, _ = self.sequence_features(seq.obs, seq.state, seq.starts)
+        return self.action_head(seq.to_flat(actor))
