@@ -13,7 +13,7 @@ steps take part in the GAE recursion only as a barrier and never reach a loss.
 
 For a recurrent policy the rollout also keeps, per step, the policy's state before the step
 and whether the step starts an episode; a batch then carries its steps as sequences too
-(``Batch.seq``, rlexp.networks.recurrent.Sequences) and PPO's minibatches are chunks of env
+(``Batch.seq``, :class:`Sequences`) and PPO's minibatches are chunks of env
 sequences (:func:`sequence_minibatches`) rather than shuffled single steps.
 """
 
@@ -24,9 +24,26 @@ from typing import Any, Iterator, NamedTuple, Optional
 import numpy as np
 import torch
 
-from rlexp.networks.recurrent import Sequences
 from rlexp.observations import Tree, assign, empty, tree_map
 from rlexp.returns import gae
+
+
+class Sequences(NamedTuple):
+    """A batch as sequences: what a recurrent policy needs to re-run it.
+
+    obs: (T, N, ...) observations; starts: (T, N) episode starts; state: (N, rows, hidden), the
+    state each sequence began with (before starts[0] applies); mask: (T, N), the steps the
+    batch's flat fields hold, in time-major order (``x[mask]``). Steps outside the mask
+    (Gymnasium's autoreset steps, padding) run through the core but reach no loss.
+    """
+
+    obs: Tree
+    starts: torch.Tensor
+    state: torch.Tensor
+    mask: torch.Tensor
+
+    def to_flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.mask]
 
 
 class Batch(NamedTuple):
@@ -179,12 +196,10 @@ def sequence_minibatches(rollout: Rollout, length: int, batch_size: int, generat
         end = n_chunks if i == n_batches - 1 else (i + 1) * per_batch
         chunk = order[i * per_batch : end]
         first, env = (chunk % per_env) * length, chunk // per_env  # (M,)
-        time = first.unsqueeze(0) + offsets  # (L, M)
-        take = lambda x: x[time, env]  # noqa: E731  (L, M, ...)
-        mask = take(valid)
+        index = (first.unsqueeze(0) + offsets, env)  # (L, M) steps of M env sequences
+        mask = valid[index]
         if not bool(mask.any()):
             continue
-        flat = lambda x: take(x)[mask]  # noqa: E731
-        seq = Sequences(tree_map(take, rollout.obs), take(rollout.starts), rollout.states[first, env], mask)
-        yield Batch(tree_map(flat, rollout.obs), flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values),
-                    flat(rollout.advantages), flat(rollout.returns), seq)
+        seq = Sequences(tree_map(lambda x, i=index: x[i], rollout.obs), rollout.starts[index], rollout.states[first, env], mask)
+        fields = (rollout.actions, rollout.log_probs, rollout.values, rollout.advantages, rollout.returns)
+        yield Batch(tree_map(seq.to_flat, seq.obs), *(seq.to_flat(x[index]) for x in fields), seq)

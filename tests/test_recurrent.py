@@ -11,8 +11,8 @@ import torch
 
 from conftest import run_cli
 from rlexp.networks import ActorCritic
-from rlexp.networks.recurrent import RecurrentCore, Sequences
-from rlexp.rollout import sequence_minibatches
+from rlexp.networks.recurrent import RecurrentCore
+from rlexp.rollout import Sequences, sequence_minibatches
 
 SMALL = ("hparams=ppo_lstm_cartpole_novel", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2")
 
@@ -205,5 +205,5 @@ def test_recurrent_run_checkpoints_resumes_and_evaluates(tmp_path):
     obs, _ = env.reset(seed=0)
     action, state = agent.predict(obs[[0, 2]], state=None, episode_start=True)
     assert action in (0, 1) and state is not None
-    action2, state2 = agent.predict(obs[[0, 2]], state=state, episode_start=False)
+    _, state2 = agent.predict(obs[[0, 2]], state=state, episode_start=False)
     assert not torch.equal(torch.as_tensor(state2), torch.as_tensor(state))

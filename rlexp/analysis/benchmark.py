@@ -31,6 +31,9 @@ class Case:
     sb3: dict[str, Any] = field(default_factory=dict)
     normalize: bool = False
     algo: str = "PPO"       # the SB3 class with the same algorithm
+    atari: bool = False     # SB3: make_atari_env (AtariWrapper) + VecFrameStack(4) and CnnPolicy; no final evaluation
+    recurrent: bool = False  # SB3: sb3-contrib's RecurrentPPO with MlpLstmPolicy on the env without its velocities
+    normalize_reward: bool = True  # with normalize: VecNormalize's norm_reward
 
 
 CASES = {
@@ -47,6 +50,17 @@ CASES = {
     "lunarlander_a2c": Case("LunarLander-v3", "a2c_lunarlander", 200.0, 200_000, dict(
         n_envs=8, n_steps=5, gamma=0.995, gae_lambda=0.95, learning_rate=("linear", 8.3e-4), ent_coef=1e-5),
         normalize=True, algo="A2C"),
+    # RL Zoo ppo_lstm.yml, CartPoleNoVel-v1 (CartPole without velocities), sb3-contrib's RecurrentPPO
+    "cartpole_lstm": Case("CartPole-v1", "ppo_lstm_cartpole_novel", 475.0, 100_000, dict(
+        n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
+        learning_rate=("linear", 1e-3), clip_range=("linear", 0.2), ent_coef=0.0,
+        policy_kwargs=dict(ortho_init=False, activation_fn="relu", lstm_hidden_size=64, enable_critic_lstm=True,
+                           net_arch=dict(pi=[64], vf=[64]))), normalize=True, normalize_reward=False, recurrent=True),
+    # RL Zoo ppo.yml "atari" (CleanRL's settings, clip range annealed as the Zoo does) on Pong, one ALE
+    # worker thread per torch thread; a short budget: this measures speed, not learning
+    "atari": Case("ALE/Pong-v5", "ppo_atari", 0.0, 20_480, dict(
+        n_envs=8, n_steps=128, batch_size=256, n_epochs=4, gamma=0.99, gae_lambda=0.95,
+        learning_rate=("linear", 2.5e-4), clip_range=("linear", 0.1), ent_coef=0.01, vf_coef=0.5), atari=True),
 }
 
 
@@ -71,6 +85,8 @@ def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int, extra: li
     overrides = [f"hparams={case.preset}", f"seed={seed}", f"torch_threads={threads}", f"total_steps={case.total_steps}",
                  "logger=none", "progress=false", "eval.every_steps=0", f"eval.episodes={eval_episodes}",
                  "checkpoint.every_updates=0", "device=cpu", *extra]
+    if case.atari:  # as many ALE worker threads as torch threads (SB3 steps its envs in the main thread)
+        overrides.append(f"env.threads={threads}")
     cfg = compose_config(overrides)
     import tempfile
 
@@ -99,9 +115,22 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
         if isinstance(settings.get(key), tuple):  # ("linear", initial)
             initial = settings[key][1]
             settings[key] = lambda progress, initial=initial: progress * initial
-    env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed)
-    if case.normalize:
-        env = VecNormalize(env, gamma=settings["gamma"])
+    if case.atari:
+        import ale_py
+        import gymnasium as gym
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        gym.register_envs(ale_py)
+        # the v5 id with ALE's own frame skip and sticky actions off: AtariWrapper skips frames itself
+        env = VecFrameStack(make_atari_env(case.env_id, n_envs=n_envs, seed=seed,
+                                           env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), n_stack=4)
+    else:
+        env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed, wrapper_class=without_velocities if case.recurrent else None)
+    if case.normalize:  # VecNormalize's clip_obs=10: rlexp's presets set env.clip_obs=10 to match
+        env = VecNormalize(env, gamma=settings["gamma"], norm_reward=case.normalize_reward)
+    if "policy_kwargs" in settings and settings["policy_kwargs"].get("activation_fn") == "relu":
+        settings["policy_kwargs"] = {**settings["policy_kwargs"], "activation_fn": torch.nn.ReLU}
 
     class Rolling(BaseCallback):
         def _on_training_start(self) -> None:
@@ -115,12 +144,22 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
         def _on_step(self) -> bool:
             return True
 
-    model = getattr(stable_baselines3, case.algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    if case.recurrent:
+        from sb3_contrib import RecurrentPPO
+
+        model = RecurrentPPO("MlpLstmPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    else:
+        policy = "CnnPolicy" if case.atari else "MlpPolicy"
+        model = getattr(stable_baselines3, case.algo)(policy, env, seed=seed, device="cpu", verbose=0, **settings)
     callback = Rolling()
     start = time.perf_counter()
     model.learn(total_timesteps=case.total_steps, callback=callback)
     train_time = time.perf_counter() - start
-    eval_env = make_vec_env(case.env_id, n_envs=1, seed=seed + 10_000)
+    steps, seconds = first_reaching(callback.history, case.threshold)
+    if case.atari:  # Atari's evaluation is rlexp's (whole games, raw scores); SB3's side measures speed only
+        return {"sps": model.num_timesteps / train_time, "train_time_s": train_time, "steps_to_threshold": steps,
+                "time_to_threshold_s": seconds, "eval_return": math.nan, "steps": model.num_timesteps}
+    eval_env = make_vec_env(case.env_id, n_envs=1, seed=seed + 10_000, wrapper_class=without_velocities if case.recurrent else None)
     if case.normalize:
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
         eval_env.obs_rms = env.obs_rms
@@ -128,6 +167,18 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
     steps, seconds = first_reaching(callback.history, case.threshold)
     return {"sps": model.num_timesteps / train_time, "train_time_s": train_time, "steps_to_threshold": steps, "time_to_threshold_s": seconds,
             "eval_return": float(mean), "steps": model.num_timesteps}
+
+
+def without_velocities(env: Any) -> Any:
+    """SB3's side of env.mask_velocity: the same entries left out, per env."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlexp.envs.velocity import velocity_entries
+
+    space = env.observation_space
+    keep = np.array([i for i in range(space.shape[0]) if i not in velocity_entries(env.spec.id)])
+    return gym.wrappers.TransformObservation(env, lambda obs: obs[keep], gym.spaces.Box(space.low[keep], space.high[keep], dtype=space.dtype))
 
 
 def worker(lib: str, case_name: str, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> None:

@@ -5,7 +5,7 @@ LSTM or GRU core between the encoder and the torso (rlexp.networks.recurrent).""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import gymnasium as gym
 import torch
@@ -14,8 +14,11 @@ from torch import nn
 from rlexp.errors import ConfigError, require
 from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
-from rlexp.networks.recurrent import CORES, RecurrentCore, Sequences
+from rlexp.networks.recurrent import CORES, RecurrentCore
 from rlexp.observations import Tree, lead_shape, tree_map
+
+if TYPE_CHECKING:  # the batch type the algorithms hand over (rlexp.rollout imports no network)
+    from rlexp.rollout import Sequences
 
 
 class ActorCritic(nn.Module):
@@ -103,14 +106,14 @@ class ActorCritic(nn.Module):
         action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1)
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, seq: Optional[Sequences] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log_prob, entropy, value) of given actions under the current parameters (``seq``:
         the batch as sequences, which only a recurrent policy reads)."""
         actor, critic = self._features(obs)
         dist = self.action_head(actor)
         return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), self.value_head(critic).squeeze(-1)
 
-    def distribution(self, obs: Any, seq: Optional[Sequences] = None) -> Any:
+    def distribution(self, obs: Any, seq: Optional["Sequences"] = None) -> Any:
         """The policy's action distribution on a batch of observations."""
         return self.action_head(self.actor_body(self.actor_encoder(obs)))
 
@@ -195,7 +198,7 @@ class RecurrentActorCritic(ActorCritic):
         dist = self.action_head(actor)
         return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
 
-    def evaluate(self, obs: Any, actions: torch.Tensor, seq: Optional[Sequences] = None):
+    def evaluate(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None):
         """(log_prob, entropy, value) of the batch's actions, re-running its sequences."""
         if seq is None:
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
@@ -204,7 +207,7 @@ class RecurrentActorCritic(ActorCritic):
         value = self.value_head(seq.to_flat(critic)).squeeze(-1)
         return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), value
 
-    def distribution(self, obs: Any, seq: Optional[Sequences] = None):
+    def distribution(self, obs: Any, seq: Optional["Sequences"] = None):
         if seq is None:
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
         actor, _, _ = self.sequence_features(seq.obs, seq.state, seq.starts)

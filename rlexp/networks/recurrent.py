@@ -18,32 +18,13 @@ stored at their first step. Between two time steps where some sequence starts an
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
-from rlexp.observations import Tree
 
 CORES = {"lstm": nn.LSTM, "gru": nn.GRU}
-
-
-class Sequences(NamedTuple):
-    """A batch as sequences: what a recurrent policy needs to re-run it.
-
-    obs: (T, N, ...) observations; starts: (T, N) episode starts; state: (N, rows, hidden), the
-    state each sequence began with (before starts[0] applies); mask: (T, N), the steps the
-    batch's flat fields hold, in time-major order (``x[mask]``). Steps outside the mask
-    (Gymnasium's autoreset steps, padding) run through the core but reach no loss.
-    """
-
-    obs: Tree
-    starts: torch.Tensor
-    state: torch.Tensor
-    mask: torch.Tensor
-
-    def to_flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.mask]
 
 
 class RecurrentCore(nn.Module):
