@@ -14,7 +14,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str):
         self.key = key
         self.message = message
-        super().__init__(f"{key}: {message}")
+        super().__init__(f"{key}: {message}" if key else message)  # no key: a message that names no single setting
 
     #: keys given from the top of the run config (a network that finds the env's space
     #: unusable names ``env.id`` or ``env.obs_keys``): :meth:`under` leaves them as they are

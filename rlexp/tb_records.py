@@ -28,14 +28,15 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tensorboard.compat.proto import types_pb2
-from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+if TYPE_CHECKING:  # the protos load when a summary is built: a run with logger=none never needs TensorBoard
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
 #: the final metrics of a run, listed as the HParams dashboard's metrics
 FINAL_EVAL_RETURN = "hparams/final_eval_return"
@@ -57,8 +58,8 @@ METRIC_DESCRIPTIONS = {
 #: no session end at all, which TensorBoard shows as UNKNOWN, and the resumed run's end,
 #: when it comes, is the one shown.
 STATUSES = {
-    "finished": api_pb2.STATUS_SUCCESS,
-    "failed": api_pb2.STATUS_FAILURE,
+    "finished": "STATUS_SUCCESS",  # names in tensorboard.plugins.hparams.api_pb2.Status
+    "failed": "STATUS_FAILURE",
 }
 
 #: overridden keys (and everything under them) that say how a run is watched or kept,
@@ -179,12 +180,17 @@ def _excluded(key: str, prefixes: Iterable[str]) -> bool:
 
 # -- HParams summaries ------------------------------------------------------------------
 def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata
+
     summary = Summary()
     summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
     return summary
 
 
 def _data_type(value: Any) -> int:
+    from tensorboard.plugins.hparams import api_pb2
+
     if isinstance(value, bool):
         return api_pb2.DATA_TYPE_BOOL
     if isinstance(value, (int, float)):
@@ -195,6 +201,8 @@ def _data_type(value: Any) -> int:
 def experiment_summary(hparams: Mapping[str, Any], metrics: Sequence[str] = METRICS, time_created_secs: Optional[float] = None) -> Summary:
     """The HParams dashboard's configuration: the hyperparameters' names and types (no
     domain: each run knows its own values only) and the metrics (scalar tags of this run)."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
     experiment = api_pb2.Experiment(
         time_created_secs=time.time() if time_created_secs is None else time_created_secs,
         hparam_infos=[api_pb2.HParamInfo(name=name, type=_data_type(value)) for name, value in hparams.items()],
@@ -208,6 +216,8 @@ def experiment_summary(hparams: Mapping[str, Any], metrics: Sequence[str] = METR
 
 
 def session_start_summary(hparams: Mapping[str, Any], group: str = "", start_time_secs: Optional[float] = None) -> Summary:
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
     info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time() if start_time_secs is None else start_time_secs)
     for name, value in hparams.items():
         if isinstance(value, bool):
@@ -224,7 +234,9 @@ def session_end_summary(status: str, end_time_secs: Optional[float] = None) -> O
     may go on (interrupted: see STATUSES)."""
     if status not in STATUSES:
         return None
-    info = plugin_data_pb2.SessionEndInfo(status=STATUSES[status], end_time_secs=time.time() if end_time_secs is None else end_time_secs)
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(STATUSES[status]), end_time_secs=time.time() if end_time_secs is None else end_time_secs)
     return _summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
@@ -253,6 +265,7 @@ def gif_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
     import io
 
     from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
 
     images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
     buffer = io.BytesIO()
@@ -265,6 +278,8 @@ def gif_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
 def text_summary(tag: str, text: str) -> Summary:
     """A markdown text entry under exactly ``tag`` (torch's ``add_text`` appends
     ``/text_summary`` to the tag)."""
+    from tensorboard.compat.proto import types_pb2
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.compat.proto.tensor_pb2 import TensorProto
     from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
     from tensorboard.plugins.text import metadata as text_metadata
@@ -289,6 +304,8 @@ HISTOGRAM_BINS = 30
 def count_histogram_summary(tag: str, counts: Sequence[int]) -> Summary:
     """A histogram of integer values 0..n-1 with one bucket per value, centred on it
     (``counts[i]``: how often value i occurred)."""
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
     counts = np.asarray(counts, dtype=np.float64)
     values = np.arange(len(counts), dtype=np.float64)
     histogram = HistogramProto(

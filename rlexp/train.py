@@ -1,11 +1,20 @@
-"""Entry point: ``rlexp-train [overrides]`` or ``python -m rlexp.train [overrides]``."""
+"""Entry points: ``rlexp-train [overrides]`` (``python -m rlexp.train [overrides]``) and, from
+Python, ``rlexp.train(["env=pendulum", ...])`` (:func:`train`). Both compose the same conf/
+tree, run the same checks, fill the same run directory and word errors in the same line."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import shutil
 import sys
+import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,31 +23,52 @@ from omegaconf import DictConfig
 import rlexp.config  # noqa: F401  (registers the structured-config schemas)
 from rlexp.errors import ConfigError, TrainingError
 
+if TYPE_CHECKING:
+    from rlexp.trainer import Trainer
+
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def run(cfg: DictConfig) -> float:
     """One training run. Returns the final evaluation return (what a sweeper maximises)."""
-    from rlexp.trainer import Trainer  # heavy imports only once the config composed
-
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    single = HydraConfig.get().mode.name == "RUN"
     try:
-        check_interpolations(cfg)
-        trainer = Trainer(cfg, run_dir)
+        trainer = start_run(cfg, run_dir, remove_if_failed=single)
     except ConfigError as error:
-        remove_if_empty_run(run_dir)
         exit_in_single_run(str(error))
         raise
+    if single:
+        gc.freeze()  # start-up's objects (torch and its compiler stack, Hydra, the envs) live as long as the process: never walk them again
+    gc.enable()  # main() turned collection off for the start-up
     try:
         summary = trainer.fit()
     except TrainingError as error:
-        exit_in_single_run(f"{error}; checkpoints/last.pt holds the last good state")
+        exit_in_single_run(failed_message(error))
         raise
     if summary["status"] == "interrupted":
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + (trainer.stop.signum or 0))
     return summary["eval_return_mean"]
+
+
+def start_run(cfg: DictConfig, run_dir: Path, remove_if_failed: bool) -> Trainer:
+    """The run's Trainer, built after the config checks. A run that fails them leaves no run
+    directory behind when ``remove_if_failed`` (a single run; a sweep keeps its job dirs)."""
+    from rlexp.trainer import Trainer  # heavy imports only once the config composed
+
+    try:
+        check_interpolations(cfg)
+        return Trainer(cfg, run_dir)
+    except ConfigError:
+        if remove_if_failed:
+            remove_if_empty_run(run_dir)
+        raise
+
+
+def failed_message(error: TrainingError) -> str:
+    return f"{error}; checkpoints/last.pt holds the last good state"
 
 
 def check_interpolations(cfg: DictConfig) -> None:
@@ -69,8 +99,8 @@ def traceback_requested() -> bool:
 
 def remove_if_empty_run(run_dir: Path) -> None:
     """A run that failed its config checks leaves nothing behind but Hydra's own files."""
-    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra", "train.log"}
-    if not leftovers and HydraConfig.get().mode.name == "RUN":
+    leftovers = {p.name for p in run_dir.iterdir()} - {".hydra", "train.log"} if run_dir.is_dir() else set()
+    if not leftovers:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -85,9 +115,16 @@ def main() -> None:
         os.environ["RLEXP_FULL_ERROR"] = "1"  # remembered for the job, which sees our own setting below
     want_traceback = traceback_requested()
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    # Start-up builds millions of long-lived objects (torch's import, torch._dynamo on the
+    # optimizer's first call): cyclic collections while they are made find nothing to free and
+    # cost about 0.3 s here. The job turns collection back on before training (run()); a sweep's
+    # launcher keeps it on (it may run for hours in this process).
+    if not any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in sys.argv[1:]):
+        gc.disable()
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         run()
+        gc.freeze()  # the interpreter's last collection at exit would walk them all once more (about 0.4 s)
     except KeyboardInterrupt:
         print("rlexp-train: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -130,9 +167,19 @@ def resume_arguments(args: list[str]) -> list[str]:
     """``resume=<run dir or checkpoint>``: compose from that run's own saved config (not the
     defaults), write into the same run directory, and let the other overrides apply on top
     (``total_steps=...`` to train longer)."""
+    plan = resume_plan(args)
+    if plan is None:
+        return args
+    config_dir, overrides = plan
+    return [f"--config-path={config_dir}", "--config-name=config", *overrides]
+
+
+def resume_plan(args: Sequence[str]) -> tuple[Path, list[str]] | None:
+    """For ``resume=...`` among ``args``: (the run's saved config dir, the overrides to compose
+    it with: the checkpoint, the run's own directory, then the other overrides); else None."""
     values = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
     if not values or not values[-1] or values[-1] == "null":
-        return args
+        return None
     target = Path(values[-1]).expanduser().resolve()
     run_dir = target.parent.parent if target.is_file() else target
     saved = run_dir / ".hydra" / "config.yaml"
@@ -143,7 +190,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     if "-m" in args or "--multirun" in args:
         raise ConfigError("resume", "resume one run at a time (no -m)")
     rest = [a for a in args if not a.startswith("resume=")]
-    return [f"--config-path={saved.parent}", "--config-name=config", f"++resume={target}", f"hydra.run.dir={run_dir}", *rest]
+    return saved.parent, [f"++resume={target}", f"hydra.run.dir={run_dir}", *rest]
 
 
 # Launcher and sweeper options that exist once their Hydra plugin is installed:
@@ -187,5 +234,180 @@ def describe(error: BaseException) -> str:
     return text or type(first).__name__
 
 
+# -- from Python ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns: the run directory and the run's summary (summary.json).
+    ``rlexp.load(result)`` takes it as it takes the directory (it is path-like), and
+    ``result["eval_return_mean"]`` reads the summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+    def __fspath__(self) -> str:
+        return str(self.run_dir)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+
+def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None) -> TrainResult:
+    """Train one run from Python, as ``rlexp-train <overrides>`` does: the same conf/ tree
+    (``resume=<run dir>`` too), the same checks, the same run directory
+    (``outputs/runs/<date>_<time>_<algo>_<env>`` under the working directory, or ``run_dir``)
+    with .hydra/, checkpoints/, summary.json and train.log.
+
+    Raises :class:`rlexp.ConfigError` for a bad override or config value and
+    :class:`rlexp.TrainingError` when training diverges; the message is the line rlexp-train
+    prints after ``rlexp-train: error:``. A run stopped by Ctrl-C (the notebook's interrupt)
+    saves its checkpoint and returns with ``result["status"] == "interrupted"``.
+    """
+    overrides = checked_overrides(overrides)
+    try:
+        plan = resume_plan(overrides)
+        if plan is not None and run_dir is not None:
+            raise ConfigError("run_dir", "resume= continues in the run's own directory; leave run_dir out")
+        config_dir, overrides = plan if plan is not None else (Path(CONFIG_DIR), overrides)
+        config = compose_with_hydra(config_dir, overrides)
+    except Exception as error:  # noqa: BLE001 - a user's mistake becomes one line, a bug keeps its traceback
+        if not is_user_error(error):
+            raise
+        raise as_config_error(error) from None
+
+    previous = HydraConfig.instance().cfg
+    try:
+        output_dir, task_cfg = prepare_run_dir(config, run_dir)
+        with run_logging(output_dir):
+            try:
+                trainer = start_run(task_cfg, output_dir, remove_if_failed=True)
+            except Exception as error:  # noqa: BLE001 - as above
+                if not is_user_error(error):
+                    raise
+                raise as_config_error(error) from None
+            try:
+                summary = trainer.fit()
+            except TrainingError as error:
+                raise TrainingError(failed_message(error)) from None
+            if summary["status"] == "interrupted":
+                logging.getLogger("rlexp").warning("stopped at step %d; continue with: rlexp.train(['resume=%s'])", summary["steps"], output_dir)
+    finally:
+        HydraConfig.instance().cfg = previous  # as Hydra's own run_job leaves it
+    return TrainResult(output_dir, summary)
+
+
+def checked_overrides(overrides: Sequence[str]) -> list[str]:
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError("overrides", f"must be a list of strings such as ['env=pendulum', 'seed=3'], got {overrides!r}")
+    overrides = list(overrides)
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        raise ConfigError("overrides", f"{flags[0]} is a flag of the rlexp-train command; rlexp.train takes key=value overrides only")
+    return overrides
+
+
+def compose_with_hydra(config_dir: Path, overrides: list[str]) -> DictConfig:
+    """The config rlexp-train composes, Hydra's own node included (run dir pattern, choices).
+    Hydra's global state is set up for this call only and left as it was found, so this
+    works any number of times in one process, beside a user's own Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None, job_name="train"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def prepare_run_dir(config: DictConfig, run_dir: str | os.PathLike | None) -> tuple[Path, DictConfig]:
+    """Make the run directory and write .hydra/ into it as Hydra's run_job does; return it and
+    the run's config (without the hydra node). Hydra's config stays set for the run, so
+    ``${hydra:...}`` interpolations in the run's config resolve."""
+    import copy
+
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    HydraConfig.instance().set_config(config)  # the run dir pattern reads ${hydra:runtime.choices...}
+    if run_dir is not None:
+        output_dir = Path(os.path.abspath(Path(run_dir).expanduser()))
+    else:
+        output_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
+        if not any(o.startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra):
+            output_dir = unused_dir(output_dir)  # two runs in the same second of one process
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig.instance().set_config(config)
+    task_cfg = copy.deepcopy(config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        saved = output_dir / str(config.hydra.output_subdir)
+        saved.mkdir(exist_ok=True)
+        for name, node in (("config.yaml", task_cfg), ("hydra.yaml", HydraConfig.instance().cfg), ("overrides.yaml", config.hydra.overrides.task)):
+            (saved / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+    return output_dir, task_cfg
+
+
+def unused_dir(path: Path) -> Path:
+    """``path``, or ``path_2``, ``path_3``, ... where it exists already."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}_{n}"), n + 1
+    return candidate
+
+
+@contextmanager
+def run_logging(run_dir: Path) -> Iterator[None]:
+    """rlexp-train's logging for one run, without taking over the process's: rlexp's messages
+    go to <run dir>/train.log in the format Hydra writes, and to stdout where no handler of
+    the caller's shows them (a notebook, a plain script)."""
+    logger = logging.getLogger("rlexp")
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "train.log", encoding="utf-8")]
+    if not logging.getLogger().handlers:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+
+
+def as_config_error(error: BaseException) -> ConfigError:
+    """A user's mistake as a ConfigError whose message is the line rlexp-train prints."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConfigError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    line = describe(error)
+    key, sep, message = line.partition(": ")
+    named = sep and key[:1].islower() and " " not in key  # a config key (algo.clip_range, algo=nope), not Hydra's exception name
+    return ConfigError(key, message) if named else ConfigError("", line)
+
+
+class CallableModule(types.ModuleType):
+    """``rlexp.train`` names both this module and :func:`train`. Importing the module (the
+    console script does, as may a test) makes the package attribute the module, so the
+    module passes a call on to the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        return train(*args, **kwargs)
+
+
 if __name__ == "__main__":
     main()
+else:
+    sys.modules[__name__].__class__ = CallableModule

@@ -39,6 +39,7 @@ TARGETS = {
     "ppo_halfcheetah": (1_000_000, 5000.0),
     "a2c_lunarlander": (1_000_000, 200.0),
     "reinforce_cartpole": (None, 475.0),
+    "ppo_lstm_cartpole_novel": (200_000, 475.0),
 }
 MIN_SEEDS, MIN_EVAL_EPISODES = 3, 20
 
