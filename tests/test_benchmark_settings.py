@@ -14,7 +14,15 @@ def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
     assert cfg.env.id == case.env_id
     assert cfg.algo._target_.rsplit(".", 1)[1] == case.algo  # same algorithm (the budget is the case's own)
     assert cfg.env.num_envs == sb3.pop("n_envs")
-    assert cfg.env.normalize_obs == cfg.env.normalize_reward == case.normalize
+    assert cfg.env.normalize_obs == case.normalize
+    assert cfg.env.normalize_reward == (case.normalize and case.normalize_reward)
+    assert cfg.env.get("mask_velocity", False) == case.recurrent  # the recurrent case: both sides without velocities
+    if "policy_kwargs" in sb3:  # sb3-contrib's MlpLstmPolicy against rlexp's network group
+        kwargs = sb3.pop("policy_kwargs")
+        assert cfg.network.recurrent == "lstm" and cfg.network.recurrent_size == kwargs["lstm_hidden_size"]
+        assert cfg.network.shared is False and kwargs["enable_critic_lstm"] is True  # a core each for actor and critic
+        assert list(cfg.network.hidden_sizes) == kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"]
+        assert (cfg.network.activation, cfg.network.ortho_init) == (kwargs["activation_fn"], kwargs["ortho_init"])
     for key in [k for k in ("learning_rate", "clip_range") if k in sb3]:
         value = sb3.pop(key)
         schedule, initial = value if isinstance(value, tuple) else ("constant", value)

@@ -1,0 +1,97 @@
+"""MinAtar (env=minatar, rlexp/envs/minatar.py): the ids registered for gymnasium 1.x, boolean
+channels-last frames, gymnax's 1,000-step cap, sticky actions, seeding, and one PPO update."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("minatar")
+
+import rlexp.envs.minatar  # noqa: F401  (registers the ids)
+from rlexp.envs import EnvSpec
+
+#: (channels, minimal action set size) per game
+GAMES = {"Asterix": (4, 5), "Breakout": (4, 3), "Freeway": (7, 3), "Seaquest": (10, 6), "SpaceInvaders": (6, 4)}
+
+
+@pytest.mark.filterwarnings("ignore:.*is out of date.*:DeprecationWarning")  # gymnasium on making a -v0 beside -v1
+@pytest.mark.parametrize("game", sorted(GAMES))
+def test_every_game_is_registered_with_boolean_channels_last_frames(game):
+    channels, actions = GAMES[game]
+    env = gym.make(f"MinAtar/{game}-v1")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space == gym.spaces.Box(0, 1, (10, 10, channels), np.bool_)
+    assert obs.dtype == np.bool_ and obs.shape == (10, 10, channels) and obs.any()
+    assert env.action_space == gym.spaces.Discrete(actions)
+    assert gym.make(f"MinAtar/{game}-v0").action_space == gym.spaces.Discrete(6)
+    env.close()
+
+
+def test_env_minatar_caps_episodes_at_1000_steps(compose_cfg):
+    """Freeway lasts 2,500 steps in MinAtar; env=minatar truncates it at gymnax's 1,000."""
+    from rlexp.builders import build
+
+    cfg = compose_cfg("env=minatar", "env.id=MinAtar/Freeway-v1", "env.num_envs=1")
+    env = build("env", cfg.env).make(training=False)
+    env.reset(seed=0)
+    for step in range(1, 1001):
+        _, _, terminated, truncated, info = env.step(np.array([0]))
+        if terminated[0] or truncated[0]:
+            break
+    assert step == 1000 and truncated[0] and not terminated[0] and info["episode"]["l"][0] == 1000
+    env.close()
+
+
+@pytest.mark.parametrize("sticky, moves", [(0.0, True), (1.0, False)])
+def test_sticky_actions(sticky, moves):
+    """With sticky_action_prob=1 the first action (no-op) repeats forever: the paddle never moves."""
+    env = gym.make("MinAtar/Breakout-v1", sticky_action_prob=sticky)
+    obs, _ = env.reset(seed=0)
+    start = obs[9, :, 0].argmax()
+    for _ in range(3):
+        obs, *_ = env.step(1)  # left
+    assert (obs[9, :, 0].argmax() != start) == moves
+
+
+def test_seeded_episodes_repeat():
+    def trajectory(seed: int) -> np.ndarray:
+        env = gym.make("MinAtar/Asterix-v1", sticky_action_prob=0.1)
+        frames = [env.reset(seed=seed)[0]]
+        frames += [env.step(a)[0] for a in np.random.default_rng(0).integers(0, 5, 60)]
+        return np.stack(frames)
+
+    a, b, c = trajectory(3), trajectory(3), trajectory(4)
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_a_mistyped_id_gets_suggestions():
+    from rlexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean MinAtar/Breakout-v1"):
+        EnvSpec(id="MinAtar/Breakot-v1")
+
+
+def test_rendered_frames_are_uint8_pictures():
+    env = gym.make("MinAtar/Breakout-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (160, 160, 3) and frame.dtype == np.uint8 and len(np.unique(frame.reshape(-1, 3), axis=0)) >= 3
+
+
+def test_ppo_minatar_one_update(compose_cfg, tmp_path):
+    from rlexp.networks.encoders import CnnEncoder
+    from rlexp.trainer import Trainer
+
+    cfg = compose_cfg("hparams=ppo_minatar", "env.num_envs=8", "algo.n_steps=128", "total_steps=1024", "logger=none",
+                      "progress=false", "eval.episodes=2")
+    trainer = Trainer(cfg, tmp_path)
+    encoder = trainer.policy.actor_encoder
+    assert isinstance(encoder, CnnEncoder) and encoder.layout == "HWC" and encoder.out_features == 128
+    assert trainer.rollout.obs.dtype.is_floating_point is False
+    summary = trainer.fit()
+    assert summary["steps"] == 1024 and trainer.updates == 1 and math.isfinite(summary["eval_return_mean"])
