@@ -200,6 +200,13 @@ def test_recurrent_run_checkpoints_resumes_and_evaluates(tmp_path):
     agent = rlexp.load(run)
     returns = agent.evaluate(episodes=3, seed=5)
     assert returns.shape == (3,) and (returns >= 8).all()
+    # rlexp-eval plays the same episodes with a state per eval env: the same return
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rlexp.evaluate", str(run), "episodes=3", "seed=5"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"return {returns.mean():.2f} +/- {returns.std():.2f} over 3 deterministic episodes" in out.stdout
     # predict carries the state it is given, as SB3's recurrent predict
     env = gym.make("CartPole-v1")
     obs, _ = env.reset(seed=0)
