@@ -90,6 +90,9 @@ class ActorCritic(nn.Module):
             orthogonal_init(self.critic_body, math.sqrt(2))
             orthogonal_init(self.action_head.output_layer, 0.01)
             orthogonal_init(self.value_head, 1.0)
+        for module in self.modules():  # convolution weights in channels-last memory, as their input (CnnEncoder)
+            if isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
 
     def _features(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         actor = self.actor_body(self.actor_encoder(obs))
