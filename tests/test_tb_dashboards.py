@@ -46,6 +46,9 @@ DIVERGING_LR = "1e30"
 RUN_TIMEOUT_S = 300
 SERVER_DATA_TIMEOUT_S = 60
 ALL_STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+#: what the HParams dashboard must offer as columns: the main values and the sweep's overridden keys
+EXPECTED_HPARAMS = {"algo", "algo.learning_rate", "algo.n_steps", "env.id", "env.num_envs", "network.hidden_sizes", "network.activation",
+                    "network.shared", "seed", "total_steps", "eval.every_steps"}
 
 
 # -- the pure functions ---------------------------------------------------------------------
@@ -128,6 +131,10 @@ def _interrupted_then_resumed(run_dir: Path) -> None:
     from rlexp.trainer import Trainer
 
     settings = ["total_steps=4096", "eval.every_steps=2048", "eval.episodes=2", "progress=false", "logger.histogram_every=0"]
+    # the overrides as rlexp-train's Hydra saves them: every run then records the same hyperparameter names. (The
+    # dashboard's columns come from the first run's experiment record TensorBoard reads, in no fixed order.)
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in settings))
     trainer = Trainer(compose_config(settings), run_dir)
     record = trainer.record
 
@@ -218,8 +225,7 @@ def hparams_served(runs, tmp_path_factory):
 def test_hparams_dashboard_shows_one_session_per_job(runs, hparams_served):
     experiment, served = hparams_served
     names = {h["name"] for h in experiment["hparamInfos"]}
-    assert {"algo", "algo.learning_rate", "algo.n_steps", "env.id", "env.num_envs", "network.hidden_sizes", "network.activation",
-            "network.shared", "seed", "total_steps", "eval.every_steps"} <= names, names
+    assert EXPECTED_HPARAMS <= names, names
     assert not any(n.startswith(("logger", "progress")) for n in names)
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(tb_records.METRICS)
 
