@@ -134,15 +134,13 @@ class Trainer:
                 action, log_prob, value = fast.act(obs)
                 self.rollout.store_policy(t, obs, action, log_prob, value)
                 env_action = self.to_env(action)
-            elif self.recurrent:  # the state before the step is stored: the update re-runs sequences from it
-                obs_t = to_tensor(obs, self.obs_space, self.device)
-                self.rollout.store_state(t, self.policy_state, self.episode_starts)
-                action, log_prob, value, self.policy_state = self.policy.act(obs_t, self.policy_state, self.episode_starts)
-                self.rollout.store_policy(t, obs_t, action, log_prob, value)
-                env_action = self.to_env(action)
             else:
                 obs_t = to_tensor(obs, self.obs_space, self.device)
-                action, log_prob, value = self.policy.act(obs_t)
+                if self.recurrent:  # the state before the step is stored: the update re-runs sequences from it
+                    self.rollout.store_state(t, self.policy_state, self.episode_starts)
+                    action, log_prob, value, self.policy_state = self.policy.act(obs_t, self.policy_state, self.episode_starts)
+                else:
+                    action, log_prob, value = self.policy.act(obs_t)
                 self.rollout.store_policy(t, obs_t, action, log_prob, value)
                 env_action = self.to_env(action)
             obs, reward, terminated, truncated, info = self.env.step(env_action)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -88,31 +88,33 @@ class PPO(OnPolicyAlgorithm):
         self.set_progress(progress_remaining)
         self.clip_range = self.scheduled(self.initial_clip_range, self.clip_range_schedule, progress_remaining)
         batch = rollout.batch()
-        if batch.seq is not None:  # recurrent: minibatches of env sequences
-            self.split = lambda _: sequence_minibatches(rollout, self.sequence_length, self.batch_size)
-        else:
-            self.split = lambda whole: minibatches(whole, self.batch_size)
         if self.fast is not None:
-            metrics, stopped_early = self._update_fast(batch)
+            metrics, stopped_early = self._update_fast(rollout, batch)
         else:
-            metrics, stopped_early = self._update_autograd(batch)
+            metrics, stopped_early = self._update_autograd(rollout, batch)
         metrics["train/clip_range"] = self.clip_range
         metrics["train/epochs_stopped_early"] = float(stopped_early)
         return metrics
 
-    def _epochs(self, batch: Batch, step: Callable[[Batch], Optional[Any]]) -> tuple[list[Any], bool]:
+    def _minibatches(self, rollout: Rollout, batch: Batch) -> Iterator[Batch]:
+        """One epoch's shuffled minibatches: of single steps, or (recurrent) of env sequences."""
+        if batch.seq is not None:
+            return sequence_minibatches(rollout, self.sequence_length, self.batch_size)
+        return minibatches(batch, self.batch_size)
+
+    def _epochs(self, rollout: Rollout, batch: Batch, step: Callable[[Batch], Optional[Any]]) -> tuple[list[Any], bool]:
         """n_epochs passes of shuffled minibatches through ``step``; a step that returns None
         stops the whole update (SB3's target_kl early stop). Returns (results, stopped early)."""
         results = []
         for _ in range(self.n_epochs):
-            for minibatch in self.split(batch):
+            for minibatch in self._minibatches(rollout, batch):
                 result = step(minibatch)
                 if result is None:
                     return results, True
                 results.append(result)
         return results, False
 
-    def _update_autograd(self, batch: Batch) -> tuple[dict[str, float], bool]:
+    def _update_autograd(self, rollout: Rollout, batch: Batch) -> tuple[dict[str, float], bool]:
         def step(minibatch: Batch) -> Optional[dict[str, torch.Tensor]]:
             terms = self.loss(minibatch)
             # SB3's early stop: skip the step once the policy has moved too far
@@ -120,13 +122,13 @@ class PPO(OnPolicyAlgorithm):
                 return None
             return self.gradient_step(terms)
 
-        steps, stopped_early = self._epochs(batch, step)
+        steps, stopped_early = self._epochs(rollout, batch, step)
         metrics = self.finish_update(steps, batch)
         if steps:  # the policy has not moved yet: its ratio must be exactly 1 (rlexp.diagnostics checks)
             metrics["train/first_minibatch_kl"] = float(steps[0]["train/approx_kl"])
         return metrics, stopped_early
 
-    def _update_fast(self, batch: Batch) -> tuple[dict[str, float], bool]:
+    def _update_fast(self, rollout: Rollout, batch: Batch) -> tuple[dict[str, float], bool]:
         """The same epochs and minibatches, each step computed by rlexp.algos.ppo_fast_cpu in numpy."""
         fast = self.fast
         fast.attach_optimizer_state()  # after a resume, take over the loaded Adam state
@@ -134,7 +136,7 @@ class PPO(OnPolicyAlgorithm):
                         normalize_advantage=self.normalize_advantage, max_grad_norm=self.max_grad_norm,
                         lr=self.optimizer.param_groups[0]["lr"],
                         kl_limit=1.5 * self.target_kl if self.target_kl is not None else None)
-        rows, stopped_early = self._epochs(batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch.flat_fields()), **settings))
+        rows, stopped_early = self._epochs(rollout, batch, lambda minibatch: fast.ppo_step(tuple(f.numpy() for f in minibatch.flat_fields()), **settings))
         fast.sync_step_count()
         metrics = self.summarize_steps(list(ppo_fast_cpu.STEP_KEYS), np.stack(rows) if rows else None, batch)
         if rows:

@@ -43,10 +43,9 @@ class RecurrentCore(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (T, N, F); state: (N, rows, H); starts: (T, N). Returns (outputs (T, N, H), final state)."""
-        steps = x.shape[0]
         keep = (~starts).to(x.dtype).unsqueeze(-1)  # (T, N, 1)
         # cut the sequence where some env starts an episode; inside a stretch the rnn runs in one call
-        cuts = [0] + [t for t in torch.nonzero(starts[1:].any(dim=1)).flatten().add(1).tolist()] + [steps] if steps > 1 else [0, 1]
+        cuts = [0, *(torch.nonzero(starts[1:].any(dim=1)).flatten() + 1).tolist(), x.shape[0]]
         hidden = state.transpose(0, 1)  # (rows, N, H)
         outputs = []
         for begin, end in zip(cuts[:-1], cuts[1:]):
