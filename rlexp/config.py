@@ -22,6 +22,7 @@ class AlgoSchema:
     _target_: str = MISSING
     learning_rate: float = MISSING
     lr_schedule: str = MISSING
+    lr_warmup: float = MISSING
     n_steps: int = MISSING
     gamma: float = MISSING
     gae_lambda: float = MISSING
@@ -55,6 +56,7 @@ class MonteCarloSchema:
     _target_: str = MISSING
     learning_rate: float = MISSING
     lr_schedule: str = MISSING
+    lr_warmup: float = MISSING
     n_steps: int = MISSING
     gamma: float = MISSING
     ent_coef: float = MISSING

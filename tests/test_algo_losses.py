@@ -220,12 +220,25 @@ def test_a2c_update_is_one_step_on_the_whole_batch():
 @pytest.mark.parametrize(
     "cls, key, value",
     [(REINFORCE, "learning_rate", -1.0), (REINFORCE, "gamma", 1.5), (REINFORCEWithBaseline, "vf_coef", -0.1),
-     (A2C, "gae_lambda", 2.0), (A2C, "max_grad_norm", 0.0), (REINFORCE, "lr_schedule", "cosine")],
+     (A2C, "gae_lambda", 2.0), (A2C, "max_grad_norm", 0.0), (REINFORCE, "lr_schedule", "cosine"), (A2C, "lr_warmup", 1.0)],
 )
 def test_bad_values_name_their_key(cls, key, value):
     with pytest.raises(ConfigError) as error:
         make(cls, **{key: value})
     assert error.value.key == key
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [0.0, 0.5e-3, 1e-3, 1e-3, 1e-3]),                 # warm-up over the first 20%, then flat
+    ("linear", [0.0, 0.5e-3 * 0.9, 1e-3 * 0.8, 1e-3 * 0.5, 1e-3 * 0.1]),  # warm-up times the linear decay
+])
+def test_lr_warmup_ramps_the_learning_rate_from_zero(schedule, expected):
+    algo = make(A2C, learning_rate=1e-3, lr_schedule=schedule, lr_warmup=0.2)
+    seen = []
+    for progress_remaining in (1.0, 0.9, 0.8, 0.5, 0.1):
+        algo.set_progress(progress_remaining)
+        seen.append(algo.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx(expected)
 
 
 def test_finish_update_names_the_first_non_finite_step_and_trusts_only_per_step_checks():

@@ -52,10 +52,12 @@ class OnPolicyAlgorithm:
         max_grad_norm: Optional[float] = 0.5,
         normalize_advantage: bool = True,
         lr_schedule: str = "constant",
+        lr_warmup: float = 0.0,
         optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
     ):
         require(learning_rate > 0, "learning_rate", f"must be > 0, got {learning_rate}")
         require(lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {', '.join(SCHEDULES)}, got {lr_schedule!r}")
+        require(0 <= lr_warmup < 1, "lr_warmup", f"must be a fraction of training in [0, 1), got {lr_warmup}")
         require(n_steps >= 1, "n_steps", f"must be >= 1, got {n_steps}")
         require(0 < gamma <= 1, "gamma", f"must be in (0, 1], got {gamma}")
         require(0 <= gae_lambda <= 1, "gae_lambda", f"must be in [0, 1], got {gae_lambda}")
@@ -63,7 +65,7 @@ class OnPolicyAlgorithm:
         require(vf_coef >= 0, "vf_coef", f"must be >= 0, got {vf_coef}")
         require(max_grad_norm is None or max_grad_norm > 0, "max_grad_norm", f"must be > 0 or null, got {max_grad_norm}")
         self.policy = policy
-        self.learning_rate, self.lr_schedule = float(learning_rate), lr_schedule
+        self.learning_rate, self.lr_schedule, self.lr_warmup = float(learning_rate), lr_schedule, float(lr_warmup)
         self.n_steps, self.gamma, self.gae_lambda = int(n_steps), float(gamma), float(gae_lambda)
         self.ent_coef, self.vf_coef = float(ent_coef), float(vf_coef)
         self.max_grad_norm = max_grad_norm
@@ -78,6 +80,9 @@ class OnPolicyAlgorithm:
 
     def set_progress(self, progress_remaining: float) -> None:
         lr = self.scheduled(self.learning_rate, self.lr_schedule, progress_remaining)
+        progress = 1.0 - progress_remaining
+        if progress < self.lr_warmup:  # linear warm-up from 0 over the first lr_warmup of training
+            lr *= progress / self.lr_warmup
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
