@@ -95,3 +95,28 @@ def test_ppo_minatar_one_update(compose_cfg, tmp_path):
     assert trainer.rollout.obs.dtype.is_floating_point is False
     summary = trainer.fit()
     assert summary["steps"] == 1024 and trainer.updates == 1 and math.isfinite(summary["eval_return_mean"])
+
+
+def test_ppo_minatar_mlp_is_gymnax_blines_network_and_schedule(compose_cfg, tmp_path):
+    """hparams=ppo_minatar_mlp: two separate 400-256-256 ReLU MLPs on the flattened 10x10x4
+    Breakout frames, the learning rate at 0 on the first update and at 5e-4 from 5% of training
+    on, value clipping at 0.2; everything else is ppo_minatar's."""
+    from torch import nn
+
+    from rlexp.trainer import Trainer
+
+    cfg = compose_cfg("hparams=ppo_minatar_mlp", "env.num_envs=8", "algo.n_steps=16", "algo.batch_size=64",
+                      "total_steps=2560", "logger=none", "progress=false", "eval.episodes=1")
+    assert (cfg.algo.gamma, cfg.algo.n_epochs, cfg.algo.learning_rate) == (0.999, 4, 5e-4)
+    trainer = Trainer(cfg, tmp_path)
+    policy = trainer.policy
+    assert policy.actor_encoder is not policy.critic_encoder
+    linears = [m for m in policy.actor_body.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(400, 256), (256, 256)]
+    assert any(isinstance(m, nn.ReLU) for m in policy.actor_body.modules())
+    assert trainer.algo.clip_range_vf == 0.2
+    lrs = []
+    for progress_remaining in (1.0, 0.975, 0.95, 0.5):
+        trainer.algo.set_progress(progress_remaining)
+        lrs.append(trainer.algo.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.0, 2.5e-4, 5e-4, 5e-4])
