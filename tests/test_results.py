@@ -106,3 +106,37 @@ def test_plot_script_on_a_multirun_with_a_failed_and_a_missing_job(tmp_path):
     assert rows["fast"][4] == "10.5 ± 0.5"
     assert "2_fast_seed2" in md.read_text() and "no summary.json" in md.read_text()
     assert "algo=slow seed=2" in md.read_text()
+
+
+def write_game_run(path, env_id, seed, history):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({"env_id": env_id, "seed": seed, "eval_history": [[s, r, 0.0] for s, r in history]}))
+
+
+def test_plot_per_game_draws_one_panel_per_env_and_averages_the_seeds_that_evaluated(tmp_path):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_per_game", ROOT / "scripts" / "plot_per_game.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    write_game_run(tmp_path / "runs" / "a_seed0", "Game/A-v1", 0, [(100, 1.0), (200, 3.0), (300, 5.0)])
+    write_game_run(tmp_path / "runs" / "a_seed1", "Game/A-v1", 1, [(100, 2.0), (200, 6.0)])  # stopped early
+    write_game_run(tmp_path / "runs" / "b_seed0", "Game/B-v1", 0, [(100, 10.0)])
+    (tmp_path / "runs" / "c_seed0").mkdir()  # no summary.json: left out
+    runs = module.load(str(tmp_path / "runs" / "a_seed?"))
+    assert module.mean_curve(runs) == ([100, 200, 300], [1.5, 4.5, 5.0])
+
+    script = [sys.executable, str(ROOT / "scripts" / "plot_per_game.py")]
+    png = tmp_path / "games.png"
+    ok = subprocess.run([*script, "--out", str(png), "--group", "preset", str(tmp_path / "runs" / "*"), "--ref", "Game/A-v1=4"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "(2 environments)" in ok.stdout and png.stat().st_size > 10_000
+    bad_ref = subprocess.run([*script, "--out", str(tmp_path / "x.png"), "--group", "p", str(tmp_path / "runs" / "*"), "--ref", "Game/A-v1"],
+                             capture_output=True, text=True, timeout=120)
+    assert bad_ref.returncode == 2 and "--ref 'Game/A-v1' must be ENV_ID=SCORE" in bad_ref.stderr
+    none = subprocess.run([*script, "--out", str(tmp_path / "y.png"), "--group", "p", str(tmp_path / "nothing*")],
+                          capture_output=True, text=True, timeout=120)
+    assert none.returncode == 1 and "no run with an evaluation history" in none.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()
