@@ -1,5 +1,5 @@
 """MinAtar (env=minatar, rlexp/envs/minatar.py): the ids registered for gymnasium 1.x, boolean
-channels-last frames, gymnax's 1,000-step cap, sticky actions, seeding, and one PPO update."""
+channels-last frames, gymnax's episode lengths, sticky actions, seeding, and one PPO update."""
 
 from __future__ import annotations
 
@@ -31,19 +31,37 @@ def test_every_game_is_registered_with_boolean_channels_last_frames(game):
     env.close()
 
 
-def test_env_minatar_caps_episodes_at_1000_steps(compose_cfg):
-    """Freeway lasts 2,500 steps in MinAtar; env=minatar truncates it at gymnax's 1,000."""
+def test_env_minatar_episodes_are_as_long_as_gymnax_s(compose_cfg):
+    """env=minatar: Freeway ends by itself after 2,500 steps (terminated, as in MinAtar and
+    gymnax); the other games are truncated at gymnax's 1,000 (a chicken that never moves lives
+    forever, so Freeway with step_limit=1000 shows the truncation)."""
     from rlexp.builders import build
 
-    cfg = compose_cfg("env=minatar", "env.id=MinAtar/Freeway-v1", "env.num_envs=1")
-    env = build("env", cfg.env).make(training=False)
-    env.reset(seed=0)
-    for step in range(1, 1001):
-        _, _, terminated, truncated, info = env.step(np.array([0]))
-        if terminated[0] or truncated[0]:
-            break
-    assert step == 1000 and truncated[0] and not terminated[0] and info["episode"]["l"][0] == 1000
-    env.close()
+    def episode_end(*overrides):
+        cfg = compose_cfg("env=minatar", "env.id=MinAtar/Freeway-v1", "env.num_envs=1", *overrides)
+        env = build("env", cfg.env).make(training=False)
+        env.reset(seed=0)
+        for step in range(1, 3001):
+            _, _, terminated, truncated, info = env.step(np.array([0]))
+            if terminated[0] or truncated[0]:
+                break
+        env.close()
+        return step, bool(terminated[0]), bool(truncated[0]), int(info["episode"]["l"][0])
+
+    assert episode_end() == (2501, True, False, 2501)
+    assert episode_end("env.make_kwargs.step_limit=1000") == (1000, False, True, 1000)
+    limits = {game: gym.make(f"MinAtar/{game}-v1", step_limit="gymnax").unwrapped.step_limit for game in GAMES}
+    assert limits == {"Asterix": 1000, "Breakout": 1000, "Freeway": None, "Seaquest": 1000, "SpaceInvaders": 1000}
+    with pytest.raises(ValueError, match="step_limit must be 'gymnax', a number of steps >= 1 or null, got 'gymax'"):
+        gym.make("MinAtar/Breakout-v1", step_limit="gymax")
+
+
+def test_a_value_the_env_refuses_names_make_kwargs():
+    from rlexp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        EnvSpec(id="MinAtar/Breakout-v1", num_envs=1, make_kwargs={"step_limit": 0}).make()
+    assert error.value.key == "make_kwargs" and "step_limit must be 'gymnax'" in str(error.value)
 
 
 @pytest.mark.parametrize("sticky, moves", [(0.0, True), (1.0, False)])

@@ -92,7 +92,7 @@ class EnvSpec:
             env = gym.make_vec(self.id, num_envs=num_envs or self.num_envs, vectorization_mode=self.vectorization, **kwargs)
         except gym.error.DependencyNotInstalled as e:
             raise ConfigError("id", f"{self.id} needs an optional dependency: {missing_extra_hint(self.id, e)}") from None
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # an unknown keyword or a value the env refuses
             raise ConfigError("make_kwargs", f"{self.id} rejected {kwargs}: {e}") from None
         env = vw.RecordEpisodeStatistics(env)
         try:
