@@ -2,7 +2,7 @@
 
     python scripts/plot_per_game.py --out docs/results/minatar.png \\
         --group ppo_minatar 'outputs/results_minatar/*_seed?' \\
-        --group ppo_minatar_mlp 'outputs/results_minatar/breakout_gymnax_seed?' \\
+        --group ppo_minatar_mlp 'outputs/results_minatar_mlp/*_seed?' \\
         --ref MinAtar/Breakout-v1=28 --ref MinAtar/Asterix-v1=15
 
 Each run directory's summary.json gives its environment and evaluation history (a run stopped
@@ -27,8 +27,8 @@ def load(pattern: str) -> list[dict]:
         if summary.is_file():
             s = json.loads(summary.read_text())
             if s.get("eval_history"):
-                runs.append({"dir": d, "env": s["env_id"], "seed": s.get("seed"),
-                             "steps": [h[0] for h in s["eval_history"]], "returns": [h[1] for h in s["eval_history"]]})
+                runs.append({"env": s["env_id"], "steps": [h[0] for h in s["eval_history"]],
+                             "returns": [h[1] for h in s["eval_history"]]})
     return runs
 
 
