@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,7 +15,8 @@ from rlexp.observations import to_tensor
 from rlexp.evaluation import PolicyStepper, evaluate_policy, load_trained
 
 
-USAGE = "usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] [checkpoint=last|best] [seed=0] [device=cpu]"
+USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] "
+         "[checkpoint=last|best] [seed=0] [device=cpu] [env.<key>=<value> ...]")
 
 
 @dataclass
@@ -27,6 +28,10 @@ class EvalArgs:
     checkpoint: str = "last"  # which file of a run directory: last or best
     seed: int = 0
     device: str = "cpu"
+    #: ``env.<key>=<value>`` arguments: the run's env config changed for this evaluation only
+    #: (``env.repeat_action_probability=0.25``, ``env.make_kwargs.step_limit=2500``); kept out of
+    #: the typed fields above, which OmegaConf checks
+    env: tuple[str, ...] = field(default=(), metadata={"omegaconf_ignore": True})
 
 
 def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
@@ -35,12 +40,13 @@ def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
 
     if not argv or argv[0] in ("-h", "--help") or "=" in argv[0]:
         raise ConfigError("usage", USAGE)
+    env_overrides = tuple(arg for arg in argv[1:] if arg.startswith("env."))
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist(argv[1:]))
+        merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist([arg for arg in argv[1:] if not arg.startswith("env.")]))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "arguments"
         raise ConfigError(key, str(e).splitlines()[0]) from None
-    args = EvalArgs(**OmegaConf.to_container(merged))
+    args = EvalArgs(**OmegaConf.to_container(merged), env=env_overrides)
     require(args.episodes >= 1, "episodes", f"must be >= 1, got {args.episodes}")
     require(args.video_episodes >= 1, "video_episodes", f"must be >= 1, got {args.video_episodes}")
     require(args.checkpoint in ("last", "best"), "checkpoint", f"must be last or best, got {args.checkpoint!r}")
@@ -53,7 +59,7 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rendering needs no screen
     try:
-        policy, env, _ = load_trained(path, device, num_envs=1, render_mode="rgb_array")
+        policy, env, _ = load_trained(path, device, num_envs=1, render_mode="rgb_array", env_overrides=args.env)
         env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, name_prefix="eval")
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError("video", f"video needs extra packages: pip install \"rlexp[video]\" ({str(e).splitlines()[0]})") from None
@@ -83,11 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         path = checkpoint_path(target, args.checkpoint)
         torch.set_num_threads(1)
         device = resolve_device(args.device)
-        policy, env, cfg = load_trained(path, device, num_envs=args.episodes)
+        policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
         returns = evaluate_policy(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
         env.close()
         kind = "deterministic" if args.deterministic else "stochastic"
-        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {args.episodes} {kind} episodes ({path})")
+        changed = f", with {' '.join(args.env)}" if args.env else ""
+        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {args.episodes} {kind} episodes ({path}{changed})")
         if args.video:
             run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
             for video in record_videos(path, args, device, run_dir / "videos"):

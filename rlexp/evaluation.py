@@ -4,14 +4,14 @@ periodic evaluation and ``rlexp-eval``), and rebuilding a trained policy from a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rlexp.envs import ActionAdapter, load_normalization_state
-from rlexp.errors import ConfigError
+from rlexp.errors import ConfigError, require
 from rlexp.observations import to_tensor
 
 
@@ -94,8 +94,9 @@ def as_numpy(x) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None):
-    """(policy, env, config) rebuilt from a checkpoint's own config and weights."""
+def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None, env_overrides: Sequence[str] = ()):
+    """(policy, env, config) rebuilt from a checkpoint's own config and weights; ``env_overrides``
+    (``env.<key>=<value>``) change the run's env settings for this evaluation."""
     from omegaconf import OmegaConf
 
     from rlexp.builders import build
@@ -103,6 +104,8 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
 
     state = load_checkpoint(path, key="checkpoint")
     cfg = OmegaConf.create(state["config"])
+    if env_overrides:
+        cfg.env = with_env_overrides(cfg.env, env_overrides)
     spec = build("env", cfg.env)
     if render_mode:
         spec.make_kwargs["render_mode"] = render_mode
@@ -111,6 +114,40 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
     try:
         policy.load_state_dict(state["policy"])
     except RuntimeError as e:
+        if env_overrides:
+            raise ConfigError("env", f"{' '.join(env_overrides)} changes the observation or action space: the weights in {path} "
+                                     "do not fit it; change settings that keep the spaces (episode length, sticky actions...)") from None
         raise ConfigError("checkpoint", f"{path}: weights do not fit its own network config ({str(e).splitlines()[0][:200]})") from None
     load_normalization_state(env, {"obs_rms": state.get("obs_rms")})  # raw rewards: no return_rms here
     return policy.to(device).eval(), env, cfg
+
+
+def with_env_overrides(env_cfg: Any, overrides: Sequence[str]) -> Any:
+    """The run's env config with ``env.<key>=<value>`` changes; a key the run's env config does
+    not have is refused (``make_kwargs`` takes new entries: they go to the env's constructor)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    changes = []
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        require(bool(sep) and key.startswith("env.") and len(key) > 4, key or "env",
+                f"an env setting is given as env.<key>=<value>, got {item!r}")
+        top = key[len("env."):].split(".")[0]
+        require(top in env_cfg, key, f"the run's env config has no {top!r}; it has: {', '.join(k for k in env_cfg if not k.startswith('_'))}")
+        changes.append(item[len("env."):])
+    from rlexp.config import AtariEnvSchema, EnvSchema
+
+    # typed as rlexp-train types them (a number where a number belongs), where the saved config
+    # fits today's schema; a config saved before a key existed is merged untyped
+    schema = AtariEnvSchema if str(env_cfg.get("_target_", "")).endswith("AtariSpec") else EnvSchema
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema), env_cfg)
+        base = typed if not OmegaConf.missing_keys(typed) else env_cfg
+    except OmegaConfBaseException:
+        base = env_cfg
+    try:
+        return OmegaConf.merge(base, OmegaConf.from_dotlist(changes))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise ConfigError(f"env.{key}" if key else "env", str(e).splitlines()[0]) from None

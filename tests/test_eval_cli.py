@@ -43,3 +43,40 @@ def test_eval_writes_video(trained):
     assert len(videos) == 2
     assert all(v.stat().st_size > 1000 for v in videos)
     assert videos[0].read_bytes()[4:8] == b"ftyp"  # an MP4 container
+
+
+def test_eval_changes_env_settings_for_this_evaluation_only(trained):
+    """env.<key>=<value> evaluates the run under other env settings: CartPole cut at 5 steps
+    scores exactly 5 (the pole cannot fall in 5 steps from its start); the run's own config is
+    left as it was."""
+    before = (trained / ".hydra" / "config.yaml").read_text()
+    result = rlexp_eval(trained, "episodes=3", "env.max_episode_steps=5")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert "return 5.00 +/- 0.00 over 3 deterministic episodes" in line and line.endswith("with env.max_episode_steps=5)")
+    assert (trained / ".hydra" / "config.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("env.nonsense=1", "env.nonsense: the run's env config has no 'nonsense'"),
+    ("env.max_episode_steps=abc", "env.max_episode_steps: Value 'abc'"),
+    ("env.id=Acrobot-v1", "env: env.id=Acrobot-v1 changes the observation or action space"),
+])
+def test_eval_refuses_env_settings_that_do_not_fit_in_one_line(trained, arg, message):
+    result = rlexp_eval(trained, "episodes=1", arg)
+    assert result.returncode == 1
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]  # one line
+    assert result.stderr.startswith(f"rlexp-eval: error: {message}"), result.stderr
+
+
+def test_env_overrides_are_typed_as_training_types_them():
+    from rlexp.config import compose_config
+    from rlexp.errors import ConfigError
+    from rlexp.evaluation import with_env_overrides
+
+    env = compose_config(["hparams=ppo_atari"]).env
+    changed = with_env_overrides(env, ["env.repeat_action_probability=0.25", "env.make_kwargs.mode=1"])
+    assert changed.repeat_action_probability == 0.25 and isinstance(changed.repeat_action_probability, float)
+    assert changed.make_kwargs.mode == 1 and changed.frame_skip == env.frame_skip and env.repeat_action_probability == 0.0
+    with pytest.raises(ConfigError, match="env.frame_skip"):
+        with_env_overrides(env, ["env.frame_skip=four"])

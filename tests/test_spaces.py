@@ -71,6 +71,20 @@ def test_uint8_is_scaled_by_1_over_255_on_the_device():
     torch.testing.assert_close(chw(frame.permute(0, 3, 1, 2)), pixels(frame))
 
 
+def test_the_cnn_leaves_its_input_as_it_was():
+    """The cast to float32 and the 1/255 scaling work in place on a copy: never on the rollout's
+    own observations (a float32 HWC batch is channels-last already, so .to() hands back the same
+    memory; a uint8 one is copied)."""
+    spec = CnnSpec(channels=[4], kernels=[3], strides=[1], features=8)
+    for space, obs in [(gym.spaces.Box(0, 255, (6, 6, 2), np.uint8), torch.randint(0, 256, (3, 6, 6, 2), dtype=torch.uint8)),
+                       (gym.spaces.Box(0, 255, (2, 6, 6), np.uint8), torch.randint(0, 256, (3, 2, 6, 6), dtype=torch.uint8)),
+                       (gym.spaces.Box(0.0, 1.0, (6, 6, 2), np.float32), torch.rand(3, 6, 6, 2))]:
+        layout = image_layout(space)
+        before = obs.clone()
+        CnnEncoder(space, layout, spec)(obs)
+        assert torch.equal(obs, before), layout
+
+
 def test_uint8_codes_with_smaller_declared_bounds_are_scaled_per_channel():
     """MiniGrid's codes, once rlexp.envs.minigrid declares their bounds (10, 5, 2): each channel
     reaches the CNN in [0, 1], not as 0..0.04."""

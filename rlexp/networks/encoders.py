@@ -187,18 +187,18 @@ class CnnEncoder(nn.Module):
         self.out_features = spec.features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float()
-        if self.scale and self.per_element_scale is None:
-            x = x * (1.0 / 255.0)
-        if self.layout == "HW":
-            x = x.unsqueeze(1)
-        elif self.layout == "HWC":
-            x = x.permute(0, 3, 1, 2)
-        if self.per_element_scale is not None:
-            x = x * self.per_element_scale
+        x = obs.unsqueeze(1) if self.layout == "HW" else obs.permute(0, 3, 1, 2) if self.layout == "HWC" else obs
         # channels-last memory (NHWC), as the weights (ActorCritic converts them): on the CPU the
-        # Nature CNN's forward + backward on 256 Atari frames takes 121 ms instead of 164
-        return self.linear(self.convs(x.contiguous(memory_format=torch.channels_last)))
+        # Nature CNN's forward + backward on 256 Atari frames takes 121 ms instead of 164. The cast
+        # to float32 writes that layout in the same pass, and the scaling then works in place on
+        # the copy: half the time of cast, scale and relayout as three passes (256 Atari frames)
+        copied = obs.dtype != torch.float32  # else .to() may return obs itself, which must not change
+        x = x.to(torch.float32, memory_format=torch.channels_last)
+        if self.per_element_scale is not None:
+            x = x.mul_(self.per_element_scale) if copied else x * self.per_element_scale
+        elif self.scale:
+            x = x.mul_(1.0 / 255.0) if copied else x * (1.0 / 255.0)
+        return self.linear(self.convs(x))
 
 
 class DictEncoder(nn.Module):
