@@ -4,10 +4,13 @@
         --group ppo_minatar 'outputs/results_minatar/*_seed?' \\
         --group ppo_minatar_mlp 'outputs/results_minatar_mlp/*_seed?' \\
         --ref MinAtar/Breakout-v1=28 --ref MinAtar/Asterix-v1=15
+    python scripts/plot_per_game.py --out docs/results/atari.png --group ppo_atari 'outputs/results_atari/*_seed?' \
+        --ref ALE/Pong-v5=1300000:0 --ref ALE/Pong-v5=2000000:13
 
 Each run directory's summary.json gives its environment and evaluation history (a run stopped
 early counts with the evaluations it made). A panel shows each seed thin and the mean of the
-seeds that reached each evaluation thick, per group; --ref draws a published score dashed.
+seeds that reached each evaluation thick, per group; --ref ENV=SCORE draws a published score
+dashed, --ref ENV=STEP:SCORE marks a published point of a learning curve (repeat it per point).
 """
 
 from __future__ import annotations
@@ -51,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="")
     args = parser.parse_args(argv)
 
-    refs = {}
+    refs: dict[str, list[tuple[float | None, float]]] = defaultdict(list)  # env -> (step or None: a line, score)
     for item in args.ref:
-        env_id, _, score = item.rpartition("=")
+        env_id, _, value = item.rpartition("=")
+        step, _, score = value.rpartition(":")
         try:
-            refs[env_id] = float(score)
+            refs[env_id].append((float(step) if step else None, float(score)))
         except ValueError:
-            print(f"plot_per_game.py: error: --ref {item!r} must be ENV_ID=SCORE", file=sys.stderr)
+            print(f"plot_per_game.py: error: --ref {item!r} must be ENV_ID=SCORE or ENV_ID=STEP:SCORE", file=sys.stderr)
             return 2
     by_env: dict[str, dict[str, list[dict]]] = defaultdict(dict)
     for label, pattern in args.group:
@@ -81,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
                 ax.plot(run["steps"], run["returns"], color=colours[label], alpha=0.35, linewidth=0.8)
             ax.plot(*mean_curve(runs), color=colours[label], linewidth=2,
                     label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
-        if env_id in refs:
-            ax.axhline(refs[env_id], color="black", linestyle="--", linewidth=1, label=f"published {refs[env_id]:g}")
+        for score in [score for step, score in refs.get(env_id, []) if step is None]:
+            ax.axhline(score, color="black", linestyle="--", linewidth=1, label=f"published {score:g}")
+        points = sorted((step, score) for step, score in refs.get(env_id, []) if step is not None)
+        if points:
+            ax.plot(*zip(*points), color="black", linestyle="none", marker="x", label="published, at those steps")
         ax.set_title(env_id.split("/")[-1], fontsize=10)
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)

@@ -129,13 +129,14 @@ def test_plot_per_game_draws_one_panel_per_env_and_averages_the_seeds_that_evalu
 
     script = [sys.executable, str(ROOT / "scripts" / "plot_per_game.py")]
     png = tmp_path / "games.png"
-    ok = subprocess.run([*script, "--out", str(png), "--group", "preset", str(tmp_path / "runs" / "*"), "--ref", "Game/A-v1=4"],
+    ok = subprocess.run([*script, "--out", str(png), "--group", "preset", str(tmp_path / "runs" / "*"), "--ref", "Game/A-v1=4",
+                         "--ref", "Game/B-v1=100:9", "--ref", "Game/B-v1=200:12"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "(2 environments)" in ok.stdout and png.stat().st_size > 10_000
     bad_ref = subprocess.run([*script, "--out", str(tmp_path / "x.png"), "--group", "p", str(tmp_path / "runs" / "*"), "--ref", "Game/A-v1"],
                              capture_output=True, text=True, timeout=120)
-    assert bad_ref.returncode == 2 and "--ref 'Game/A-v1' must be ENV_ID=SCORE" in bad_ref.stderr
+    assert bad_ref.returncode == 2 and "--ref 'Game/A-v1' must be ENV_ID=SCORE or ENV_ID=STEP:SCORE" in bad_ref.stderr
     none = subprocess.run([*script, "--out", str(tmp_path / "y.png"), "--group", "p", str(tmp_path / "nothing*")],
                           capture_output=True, text=True, timeout=120)
     assert none.returncode == 1 and "no run with an evaluation history" in none.stderr
