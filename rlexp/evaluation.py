@@ -128,6 +128,8 @@ def with_env_overrides(env_cfg: Any, overrides: Sequence[str]) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from rlexp.config import AtariEnvSchema, EnvSchema
+
     changes = []
     for item in overrides:
         key, sep, _ = item.partition("=")
@@ -136,8 +138,6 @@ def with_env_overrides(env_cfg: Any, overrides: Sequence[str]) -> Any:
         top = key[len("env."):].split(".")[0]
         require(top in env_cfg, key, f"the run's env config has no {top!r}; it has: {', '.join(k for k in env_cfg if not k.startswith('_'))}")
         changes.append(item[len("env."):])
-    from rlexp.config import AtariEnvSchema, EnvSchema
-
     # typed as rlexp-train types them (a number where a number belongs), where the saved config
     # fits today's schema; a config saved before a key existed is merged untyped
     schema = AtariEnvSchema if str(env_cfg.get("_target_", "")).endswith("AtariSpec") else EnvSchema
