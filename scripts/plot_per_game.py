@@ -4,7 +4,7 @@
         --group ppo_minatar 'outputs/results_minatar/*_seed?' \\
         --group ppo_minatar_mlp 'outputs/results_minatar_mlp/*_seed?' \\
         --ref MinAtar/Breakout-v1=28 --ref MinAtar/Asterix-v1=15
-    python scripts/plot_per_game.py --out docs/results/atari.png --group ppo_atari 'outputs/results_atari/*_seed?' \
+    python scripts/plot_per_game.py --out docs/results/atari.png --group ppo_atari 'outputs/results_atari/*_seed?' \\
         --ref ALE/Pong-v5=1300000:0 --ref ALE/Pong-v5=2000000:13
 
 Each run directory's summary.json gives its environment and evaluation history (a run stopped
