@@ -132,6 +132,7 @@ class NetworkSchema:
     recurrent: Optional[str] = None  # null | lstm | gru
     recurrent_size: int = 256
     recurrent_layers: int = 1
+    precision: str = "fp32"  # fp32 | bf16 (encoders and torsos in bfloat16 autocast)
 
 
 @dataclass

@@ -23,8 +23,9 @@ import copy
 import json
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -197,23 +198,39 @@ def write_policy(agent: Agent, fmt: str, output: Path) -> bool:
     whether its actions were checked against ``agent.predict``."""
     check_exportable(agent)
     output.parent.mkdir(parents=True, exist_ok=True)
-    module = ExportedPolicy(agent).eval()
     space = agent.observation_space
     example = to_tensor(sample_observations(space, 3, seed=0), space, torch.device("cpu"))
     tmp = output.with_name(output.name + ".tmp")
     try:
-        try:
-            (export_torchscript if fmt == "torchscript" else export_onnx)(module, example, tmp)
-        except ConfigError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a layer the exporter cannot write: one line saying which
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError("--format", f"{fmt} cannot express this policy ({type(e).__name__}: {first[:200]})") from None
-        checked = verify(tmp, fmt, agent)
+        with in_float32(agent.policy):
+            module = ExportedPolicy(agent).eval()
+            try:
+                (export_torchscript if fmt == "torchscript" else export_onnx)(module, example, tmp)
+            except ConfigError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a layer the exporter cannot write: one line saying which
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError("--format", f"{fmt} cannot express this policy ({type(e).__name__}: {first[:200]})") from None
+            checked = verify(tmp, fmt, agent)
         tmp.replace(output)
     finally:
         tmp.unlink(missing_ok=True)
     return checked
+
+
+@contextmanager
+def in_float32(policy: nn.Module) -> Iterator[None]:
+    """The file computes in float32, which every runtime has (ONNX Runtime's CPU kernels have no
+    bfloat16 matrix products): a policy trained with ``network.precision=bf16`` is written and
+    checked as its float32 self, the same weights without the autocast."""
+    precision = getattr(policy, "precision", None)
+    if precision is not None:
+        policy.precision = "fp32"
+    try:
+        yield
+    finally:
+        if precision is not None:
+            policy.precision = precision
 
 
 def verify(path: Path, fmt: str, agent: Agent) -> bool:

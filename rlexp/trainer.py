@@ -29,6 +29,7 @@ from rlexp.envs import (ActionAdapter, EnvSpec, is_torch_env, load_normalization
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.evaluation import episode_frames, evaluate_policy
 from rlexp.logger import write_json_atomic
+from rlexp.networks.actor_critic import native_bf16
 from rlexp.networks.heads import action_storage
 from rlexp.observations import to_tensor
 from rlexp.rollout import Rollout
@@ -74,6 +75,9 @@ class Trainer:
         self.policy = build(
             "network", cfg.network, observation_space=self.env.single_observation_space, action_space=self.env.single_action_space
         ).to(self.device)
+        if getattr(self.policy, "precision", "fp32") == "bf16" and not native_bf16(self.device):
+            log.warning("network.precision=bf16: %s has no bfloat16 units, so autocast emulates them and runs "
+                        "slower than float32 (network.precision=fp32)", self.device)
         self.algo: OnPolicyAlgorithm = build("algo", cfg.algo, policy=self.policy)
         self.steps_per_rollout = self.algo.n_steps * self.env.num_envs
         self._check_batch_size()

@@ -55,6 +55,7 @@ def unsupported_reason(policy: nn.Module, optimizer: Any, device: torch.device, 
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
         (type(getattr(policy, "actor_encoder", None)) is FlattenEncoder and policy.actor_encoder.passthrough
          and type(policy.critic_encoder) is FlattenEncoder, "it takes 1-D Box observations only (no CNN, one-hot or Dict encoders)"),
+        (getattr(policy, "precision", "fp32") == "fp32", "it computes in float32 only (network.precision=bf16 needs autograd)"),
         (len(getattr(policy, "actor_body", ())) > 0, "it needs at least one hidden layer (network.hidden_sizes)"),
         (not getattr(policy, "shared", True), "network.shared=true is not supported"),
         (getattr(policy, "activation", None) in ("tanh", "relu"), "network.activation must be tanh or relu"),
