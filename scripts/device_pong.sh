@@ -17,7 +17,7 @@
 # for the same number of gradient steps per rollout). Training stops by SIGTERM after
 # SECONDS_LIMIT (420 s: the 7 minutes); the run writes its checkpoint and summary then.
 # Extra arguments are Hydra overrides (env.num_envs=64 algo.batch_size=2048 ...; network.precision=bf16
-# runs the CNN in bfloat16 autocast, which an H100/H200 computes several times faster than float32).
+# runs the CNN in bfloat16 autocast, which GPUs from Ampere on compute in hardware; not yet measured there).
 set -euo pipefail
 OUT=${OUT:-outputs/device_pong}
 SECONDS_LIMIT=${SECONDS_LIMIT:-420}
