@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 
 
+@pytest.fixture(autouse=True)
+def opt_in_to_slow(request):
+    """Tests marked ``slow`` (long learning runs) run only when asked for: ``-m slow``."""
+    if request.node.get_closest_marker("slow") is None:
+        return
+    expression = request.config.getoption("-m") or ""
+    if "slow" not in expression or "not slow" in expression:
+        pytest.skip("learning test: opt in with -m slow")
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 

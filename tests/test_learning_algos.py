@@ -15,14 +15,7 @@ import pytest
 
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def opt_in(request):
-    expression = request.config.getoption("-m") or ""
-    if "slow" not in expression or "not slow" in expression:
-        pytest.skip("learning test: opt in with -m slow")
+pytestmark = pytest.mark.slow  # skipped unless -m slow (conftest.py)
 
 
 @pytest.mark.parametrize(

@@ -24,16 +24,6 @@ import torch
 from conftest import run_cli
 
 
-@pytest.fixture(autouse=True)
-def opt_in_to_slow(request):
-    """The slow tests here run only when asked for (``-m slow``), as tests/test_learning_algos.py."""
-    if request.node.get_closest_marker("slow") is None:
-        return
-    expression = request.config.getoption("-m") or ""
-    if "slow" not in expression or "not slow" in expression:
-        pytest.skip("learning test: opt in with -m slow")
-
-
 # -- MultiDiscrete actions ----------------------------------------------------------------------
 
 class MultiDiscreteTarget(gym.Env):
