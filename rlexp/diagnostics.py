@@ -72,6 +72,32 @@ class Diagnostics:
         self.explained: list[float] = []
         self.first_entropy: Optional[float] = None
         self.returns: list[float] = []
+        self.blind_since: Optional[float] = None  # progress at a resume that brought no history
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What the checks have seen, for the checkpoint: a resumed run compares against its
+        own start (first entropy, first returns), not against the update it resumed at."""
+        return {"fired": dict(self.fired), "history": [dict(h) for h in self.history], "explained": list(self.explained),
+                "first_entropy": self.first_entropy, "returns": list(self.returns), "blind_since": self.blind_since}
+
+    def load(self, state: Optional[Mapping], fired: Optional[Mapping[str, int]] = None, progress: float = 0.0) -> None:
+        """Restore :meth:`state`. A checkpoint written before the checks kept their history
+        (``state`` None) restores what fired and turns off, for the rest of the run, the two
+        signs measured against the run's start (policy_collapse, nothing_learnt): the update
+        it resumed at is not the start, and comparing with it fired nothing_learnt on runs
+        that had learnt."""
+        if state is None:
+            self.fired.update(fired or {})
+            self.blind_since = progress
+            return
+        self.fired.update(state["fired"])
+        self.history.clear()
+        self.history.extend(dict(h) for h in state["history"])
+        self.explained = list(state["explained"])
+        self.first_entropy = state["first_entropy"]
+        self.returns = list(state["returns"])
+        self.blind_since = state.get("blind_since")
 
     @property
     def enabled(self) -> bool:
@@ -104,7 +130,7 @@ class Diagnostics:
     # -- the signs -------------------------------------------------------------------------------
     def _collapse(self, entropy: Optional[float], progress: float) -> Optional[Finding]:
         start = self.first_entropy
-        if entropy is None or start is None or start <= 0 or progress > self.early_fraction:
+        if self.blind_since is not None or entropy is None or start is None or start <= 0 or progress > self.early_fraction:
             return None
         if entropy < self.entropy_collapse_fraction * start and not self._improving():
             return Finding("policy_collapse", f"entropy fell to {entropy:.3g} from {start:.3g} in the first "
@@ -142,7 +168,7 @@ class Diagnostics:
         explained variance is noise, not a sign."""
         if progress < self.warmup_fraction or target_spread < self.min_target_spread or not self.explained:
             return None
-        n_updates = len(self.explained) / max(progress, 1e-9)
+        n_updates = len(self.explained) / max(progress - (self.blind_since or 0.0), 1e-9)
         recent = self.explained[-max(self.window, math.ceil(self.value_window_fraction * n_updates)):]
         median = sorted(recent)[len(recent) // 2]  # one wild update (a rare long episode) is not a trend
         if len(recent) >= self.window and median <= 0:
@@ -152,7 +178,8 @@ class Diagnostics:
 
     def _flat(self, progress: float) -> Optional[Finding]:
         start, entropy = self.first_entropy, self.history[-1].get("train/entropy") if self.history else None
-        if progress < self.flat_return_fraction or len(self.returns) < 2 * self.window or start is None or entropy is None:
+        if (self.blind_since is not None or progress < self.flat_return_fraction or len(self.returns) < 2 * self.window
+                or start is None or entropy is None):
             return None
         last = self.returns[-self.window:]
         if not self._improving() and entropy >= self.max_entropy_fraction * start:

@@ -421,7 +421,7 @@ class Trainer:
             "recent_returns": list(self.recent_returns),
             "eval_history": [list(e) for e in self.eval_history],
             "best_eval": self.best_eval,
-            "diagnostics_fired": dict(self.diagnostics.fired),
+            "diagnostics": self.diagnostics.state(),
             **normalization_state(self.env),
             "rng": rng_state(),
             "spaces": spaces_signature(self.env),
@@ -443,7 +443,9 @@ class Trainer:
         self.recent_returns.extend(state["recent_returns"])
         self.eval_history = [tuple(e) for e in state["eval_history"]]
         self.best_eval = state["best_eval"]
-        self.diagnostics.fired.update(state.get("diagnostics_fired", {}))  # once per run, resumed or not
+        # each sign once per run, resumed or not, and measured against the run's own start
+        self.diagnostics.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"),
+                              progress=self.updates / math.ceil(self.cfg.total_steps / self.steps_per_rollout))
         load_normalization_state(self.env, state)
         restore_rng_state(state["rng"])
 

@@ -80,6 +80,37 @@ def test_nothing_learnt_while_entropy_stays_high():
     assert "nothing_learnt" not in feed(Diagnostics(), [{}] + low, returns=[10.0] * 13)
 
 
+def test_a_resumed_run_measures_against_its_own_start():
+    """Entropy fell as the run learnt; after a resume it rises a little on a plateau. Measured
+    against the run's start, that is a run that learnt; measured against the update it resumed
+    at (what resuming did before the checks kept their history), it fired nothing_learnt."""
+    learning = [{"train/entropy": 0.69 - 0.05 * i} for i in range(10)]  # 0.69 -> 0.24
+    plateau = [{"train/entropy": 0.28}] * 10                          # 117% of 0.24, 41% of 0.69
+    climb, flat = [float(i) for i in range(10)], [9.0] * 10
+    d = Diagnostics()
+    assert feed(d, learning, returns=climb) == []
+    saved = d.state()
+    resumed = Diagnostics()
+    resumed.load(saved)
+    assert resumed.first_entropy == 0.69 and resumed.returns == climb and len(resumed.history) == 5
+    fired = [f.name for i, m in enumerate(plateau) for f in resumed.check({**CALM, **m}, (11 + i) / 20, flat[i], 1.0, 10.0, False)]
+    assert fired == []
+    forgetful = Diagnostics()  # the resumed run without its history: the false sign
+    fired = [f.name for i, m in enumerate(plateau) for f in forgetful.check({**CALM, **m}, (11 + i) / 20, flat[i], 1.0, 10.0, False)]
+    assert fired == ["nothing_learnt"]
+
+
+def test_a_checkpoint_without_history_keeps_what_fired_and_skips_the_start_signs():
+    d = Diagnostics()
+    d.load(None, fired={"reward_scale": 1}, progress=0.5)
+    plateau = [{"train/entropy": 0.69}] * 10
+    fired = [f.name for i, m in enumerate(plateau) for f in d.check({**CALM, **m}, 0.5 + (i + 1) / 20, 9.0, 500.0, 10.0, False)]
+    assert fired == []  # nothing_learnt cannot be judged, reward_scale already fired
+    assert d.fired == {"reward_scale": 1}
+    kl = {"train/approx_kl": 0.05}  # the signs that need no start still fire
+    assert [f.name for f in (g for i in range(5) for g in d.check({**CALM, **kl}, 0.8, 9.0, 1.0, 10.0, False))] == ["updates_too_large"]
+
+
 def test_first_minibatch_ratio_guard():
     assert feed(Diagnostics(), [{"train/first_minibatch_kl": 1e-9}]) == []
     assert feed(Diagnostics(), [{}, {"train/first_minibatch_kl": 3e-3}]) == ["first_ratio_not_one"]

@@ -81,7 +81,14 @@ def test_stop_and_resume(tmp_path, sig, at_step):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == TOTAL
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["global_step"] == TOTAL
+    final = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert final["global_step"] == TOTAL
+    # the warning signs carry on from what they saw before the stop: the run's first entropy,
+    # its returns so far, and one explained variance per update of the whole run
+    before, after = state["diagnostics"], final["diagnostics"]
+    assert after["first_entropy"] == before["first_entropy"] > 0
+    assert after["returns"][:len(before["returns"])] == before["returns"] and len(after["returns"]) > len(before["returns"])
+    assert len(after["explained"]) == TOTAL // ROLLOUT
     assert_continuous_curves(run_dir)
 
 
