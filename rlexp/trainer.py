@@ -165,9 +165,13 @@ class Trainer:
         return obs, ended, finished
 
     # -- the loop -----------------------------------------------------------------
+    @property
+    def n_updates(self) -> int:
+        """Updates in the whole run (the last rollout may overshoot total_steps)."""
+        return math.ceil(self.cfg.total_steps / self.steps_per_rollout)
+
     def fit(self) -> dict[str, Any]:
-        cfg, steps_per_rollout = self.cfg, self.steps_per_rollout
-        n_updates = math.ceil(cfg.total_steps / steps_per_rollout)
+        cfg, steps_per_rollout, n_updates = self.cfg, self.steps_per_rollout, self.n_updates
         every = cfg.eval.every_steps
         next_eval = (self.global_step // every + 1) * every if every > 0 else math.inf
         log.info(
@@ -445,7 +449,7 @@ class Trainer:
         self.best_eval = state["best_eval"]
         # each sign once per run, resumed or not, and measured against the run's own start
         self.diagnostics.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"),
-                              progress=self.updates / math.ceil(self.cfg.total_steps / self.steps_per_rollout))
+                              progress=self.updates / self.n_updates)
         load_normalization_state(self.env, state)
         restore_rng_state(state["rng"])
 
