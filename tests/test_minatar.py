@@ -56,6 +56,21 @@ def test_env_minatar_episodes_are_as_long_as_gymnax_s(compose_cfg):
         gym.make("MinAtar/Breakout-v1", step_limit="gymax")
 
 
+def test_env_minatar_pgx_is_pgx_s_setting_under_a_preset(compose_cfg):
+    """env=minatar_pgx on the command line beats the preset's own env=minatar: sticky actions 0.1
+    and no episode cap in every env; the rest stays the preset's."""
+    from rlexp.builders import build
+
+    cfg = compose_cfg("hparams=ppo_minatar_mlp", "env=minatar_pgx", "env.id=MinAtar/SpaceInvaders-v1", "env.num_envs=2")
+    assert cfg.env.make_kwargs == {"sticky_action_prob": 0.1, "difficulty_ramping": True, "step_limit": None}
+    assert (cfg.env.num_envs, cfg.network.hidden_sizes, cfg.algo.gamma) == (2, [256, 256], 0.999)
+    env = build("env", cfg.env).make(training=False)
+    games = [e.unwrapped for e in env.unwrapped.envs]
+    assert [(g.step_limit, g.game.sticky_action_prob) for g in games] == [(None, 0.1), (None, 0.1)]
+    env.close()
+    assert compose_cfg("hparams=ppo_minatar_mlp").env.make_kwargs.sticky_action_prob == 0.0
+
+
 def test_a_value_the_env_refuses_names_make_kwargs():
     from rlexp.errors import ConfigError
 
