@@ -206,7 +206,10 @@ def test_a_sign_reaches_tensorboard_and_the_summary(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, summary = train(tmp_path, "algo.learning_rate=0.01", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=12000", logger="tensorboard")
-    assert summary["diagnostics"] == {"updates_too_large": 1}
+    # the sign this fault is for fires, once; a run this broken may show others too, and which
+    # of them depends on the CPU's floats (value_not_learning did on another machine)
+    assert summary["diagnostics"].get("updates_too_large") == 1
+    assert set(summary["diagnostics"].values()) == {1}
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
     events.Reload()
     [entry] = events.Tensors("diagnostics/updates_too_large")
