@@ -10,7 +10,7 @@ when first used, not on import.
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "ConfigError", "TrainResult", "TrainingError", "load", "train"]
+__all__ = ["Agent", "Callback", "ConfigError", "TrainResult", "TrainingError", "load", "train"]
 
 
 def __getattr__(name: str):
@@ -19,9 +19,12 @@ def __getattr__(name: str):
 
         return getattr(agent, name)
     if name in ("train", "TrainResult"):
-        module = importlib.import_module("rlexp.train")  # which sets this package's ``train`` to the module ...
-        globals()["train"] = module.train  # ... while ``rlexp.train`` is the function, where it can be
+        module = importlib.import_module("rlexp.cli.train")
         return getattr(module, name)
+    if name == "Callback":
+        from rlexp.run.callbacks import Callback
+
+        return Callback
     if name in ("ConfigError", "TrainingError"):
         from rlexp import errors
 

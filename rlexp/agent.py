@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlexp.envs import ActionAdapter, load_normalization_state, normalization_state
-from rlexp.observations import lead_shape, to_tensor, tree_map
+from rlexp.data.observations import lead_shape, to_tensor, tree_map
 
 #: gymnasium's NormalizeObservation adds this to the variance
 NORMALIZE_EPSILON = 1e-8
@@ -36,31 +36,33 @@ class Agent:
     def predict(self, obs: Any, deterministic: bool = True, state: Optional[torch.Tensor] = None, episode_start: Any = None) -> Any:
         """Actions for one observation (returns one action) or a batch (returns a batch).
 
-        A recurrent agent (``network.recurrent``) returns ``(action, state)``: pass the state back
-        with the next observation, and ``episode_start=True`` (per observation in a batch) where an
-        episode begins; ``state=None`` starts from zeros. Observations are the run's env's own
-        (with ``env.mask_velocity``, without the velocities)."""
+        An agent whose policy carries a state (``network.recurrent``) returns ``(action, state)``:
+        pass the state back with the next observation, and ``episode_start=True`` (per observation
+        in a batch) where an episode begins; ``state=None`` starts from zeros. Observations are the
+        run's env's own (with ``env.mask_velocity``, without the velocities)."""
         batched = is_batch(obs, self.observation_space)
         batch = obs if batched else tree_map(lambda x: np.asarray(x)[None], obs)
         batch = self.process(batch)
         obs_t = to_tensor(batch, self.observation_space, self.device)
-        recurrent = getattr(self.policy, "is_recurrent", False)
-        if not recurrent and (state is not None or episode_start is not None):
+        stateful = self.stateful
+        if not stateful and (state is not None or episode_start is not None):
             raise ValueError("state and episode_start are for recurrent agents; this run's network has no recurrent core")
+        n = lead_shape(obs_t, 1)[0]
         with torch.inference_mode():
-            if recurrent:
-                n = lead_shape(obs_t, 1)[0]
-                state = self.policy.initial_state(n, self.device) if state is None else torch.as_tensor(state, device=self.device)
-                starts = torch.zeros(n, dtype=torch.bool, device=self.device) if episode_start is None else \
-                    torch.as_tensor(np.broadcast_to(np.asarray(episode_start, dtype=bool), (n,)).copy(), device=self.device)
-                action, state = self.policy.predict(obs_t, state, starts, deterministic)
-            else:
-                action = self.policy.predict(obs_t, deterministic)
+            state = self.policy.initial_state(n, self.device) if state is None else torch.as_tensor(state, device=self.device)
+            starts = np.zeros(n, dtype=bool) if episode_start is None else np.broadcast_to(np.asarray(episode_start, dtype=bool), (n,)).copy()
+            action, state = self.policy.predict(obs_t, state, starts, deterministic)
         action = self._to_env(action)
         if isinstance(self.action_space, gym.spaces.Box):
             action = np.clip(action, self.action_space.low, self.action_space.high)
         action = action if batched else action[0]
-        return (action, state) if recurrent else action
+        return (action, state) if stateful else action
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the policy carries a state from step to step (a recurrent core): predict then
+        takes and returns it."""
+        return self.policy.initial_state(1, self.device).numel() > 0
 
     def process(self, obs: Any) -> Any:
         """The run's observation processing: normalisation with the saved statistics, then clipping."""
@@ -74,12 +76,12 @@ class Agent:
     def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = True) -> np.ndarray:
         """Returns of ``episodes`` whole episodes, one per sub-env, as ``rlexp-eval`` plays them."""
         from rlexp.builders import build
-        from rlexp.evaluation import evaluate_policy
+        from rlexp.run.episodes import play_episodes
 
         env = build("env", self.cfg.env).make(num_envs=episodes, training=False)
         try:
             load_normalization_state(env, {"obs_rms": self.obs_rms})
-            return evaluate_policy(self.policy, env, episodes, self.device, deterministic, seed=seed)
+            return play_episodes(self.policy, env, episodes, self.device, deterministic, seed=seed)
         finally:
             env.close()
 
@@ -98,9 +100,9 @@ def is_batch(obs: Any, space: gym.Space) -> bool:
 def load(run: str | Path, checkpoint: str = "last", device: str = "cpu") -> Agent:
     """The agent of a run directory (its ``checkpoint``: last or best) or of a checkpoint file."""
     from rlexp.builders import resolve_device
-    from rlexp.checkpoint import checkpoint_path
+    from rlexp.run.checkpoint import checkpoint_path
     from rlexp.errors import require
-    from rlexp.evaluation import load_trained
+    from rlexp.run.episodes import load_trained
 
     require(checkpoint in ("last", "best"), "checkpoint", f"must be last or best, got {checkpoint!r}")
     path = checkpoint_path(Path(run).expanduser(), checkpoint)

@@ -171,10 +171,10 @@ class EvalSchema:
     every_steps: int = MISSING
     episodes: int = MISSING
     deterministic: bool = MISSING
-    stop_at: Optional[float] = None
-    device: str = "cpu"
-    video: bool = False
-    video_frames: int = 500
+    stop_at: Optional[float] = MISSING
+    device: str = MISSING
+    video: bool = MISSING
+    video_frames: int = MISSING
 
 
 @dataclass
@@ -200,6 +200,7 @@ class RunSchema:
     network: Any = MISSING
     logger: Any = MISSING
     diagnostics: Any = None  # absent from configs saved before it existed
+    callbacks: Any = MISSING  # a list of {_target_: ...} nodes (rlexp.run.callbacks.Callback subclasses)
 
 
 GROUP_SCHEMAS = {
@@ -239,3 +240,31 @@ def compose_config(overrides: Sequence[str] = ()) -> Any:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(config_name="config", overrides=list(overrides))
+
+
+def with_current_defaults(cfg: Any) -> Any:
+    """A run's config with the run-level keys it predates (a run saved by an older rlexp, which
+    resume composes as it was saved) taken from today's conf/config.yaml, the one place their
+    defaults live; a config that has them all comes back as it is."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.load(CONF_DIR / "config.yaml")
+    for key in ("defaults", "hydra"):
+        base.pop(key, None)
+    absent = object()
+    lacking = [key for key in leaf_keys(base) if OmegaConf.select(cfg, key, default=absent) is absent]
+    if not lacking:
+        return cfg
+    filled = OmegaConf.merge(base, OmegaConf.to_container(cfg))
+    OmegaConf.set_struct(filled, True)
+    return filled
+
+
+def leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for key, value in node.items_ex(resolve=False):
+        path = f"{prefix}{key}"
+        keys += leaf_keys(value, path + ".") if isinstance(value, DictConfig) else [path]
+    return keys

@@ -40,7 +40,7 @@ EOF
 
 start=$(date +%s)
 status=0
-timeout -s TERM "$SECONDS_LIMIT" "$PY" -m rlexp.train hparams=ppo_atari env.id=ALE/Pong-v5 device="$DEVICE" \
+timeout -s TERM "$SECONDS_LIMIT" "$PY" -m rlexp.cli.train hparams=ppo_atari env.id=ALE/Pong-v5 device="$DEVICE" \
     env.num_envs=32 env.threads=16 algo.n_steps=128 algo.batch_size=1024 \
     eval.every_steps=250000 eval.episodes=8 progress=false hydra.run.dir="$OUT/run" "$@" || status=$?
 echo "rlexp.train exit status $status after $(( $(date +%s) - start )) s (124: stopped at the time limit)"

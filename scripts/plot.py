@@ -1,6 +1,6 @@
 """Learning curves and a results table for a multirun directory.
 
-    python -m rlexp.train -m +sweep=compare_algos
+    python -m rlexp.cli.train -m +sweep=compare_algos
     python scripts/plot.py outputs/multirun/compare_algos/<time> --png docs/compare_algos.png --md docs/compare_algos.md
 
 Jobs that differ only in their seed are averaged (mean ± std); jobs that failed or

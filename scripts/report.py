@@ -1,6 +1,6 @@
 """Report on a Hydra multirun: report.csv, report.md and learning_curves.png.
 
-    python -m rlexp.train -m hydra/launcher=joblib seed=0,1,2,3 algo=a2c,ppo
+    python -m rlexp.cli.train -m hydra/launcher=joblib seed=0,1,2,3 algo=a2c,ppo
     python scripts/report.py outputs/multirun/<time>                 # into that directory
     python scripts/report.py outputs/multirun/<time> --out docs/ --threshold 195
 

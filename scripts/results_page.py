@@ -1,6 +1,6 @@
 """docs/results.md: one row per tuned preset, from one multirun directory per preset.
 
-    python -m rlexp.train -m hparams=ppo_cartpole seed=0,1,2 eval.episodes=20 \\
+    python -m rlexp.cli.train -m hparams=ppo_cartpole seed=0,1,2 eval.episodes=20 \\
         hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/multirun/results/ppo_cartpole
     python scripts/results_page.py outputs/multirun/results/*        # -> docs/results.md, docs/results/*.png
 
@@ -65,7 +65,7 @@ def reproduce_command(root: Path) -> str:
         return "-"
     overrides = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("overrides", {})
     hydra_args = [o for o in overrides.get("hydra", []) if o != "hydra.mode=MULTIRUN"]
-    return " ".join(["python -m rlexp.train -m", *map(shlex.quote, overrides.get("task", [])), *map(shlex.quote, hydra_args)])
+    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, overrides.get("task", [])), *map(shlex.quote, hydra_args)])
 
 
 def preset_name(root: Path, jobs: Sequence[Job]) -> str:

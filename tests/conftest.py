@@ -45,10 +45,10 @@ def compose_cfg():
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m rlexp.train *args`` in a subprocess (what a user's shell runs)."""
+    """``python -m rlexp.cli.train *args`` in a subprocess (what a user's shell runs)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "RLEXP_FULL_ERROR", "RLEXP_DEBUG")}
     full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "rlexp.train", *args],
+        [sys.executable, "-m", "rlexp.cli.train", *args],
         cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )

@@ -27,7 +27,7 @@ def pendulum_run(tmp_path_factory):
 def test_evaluate_gives_the_return_rlexp_eval_measures(pendulum_run):
     agent = rlexp.load(pendulum_run)
     returns = agent.evaluate(episodes=3, seed=5)
-    cli = subprocess.run([sys.executable, "-m", "rlexp.evaluate", str(pendulum_run), "episodes=3", "seed=5"], cwd=ROOT,
+    cli = subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", str(pendulum_run), "episodes=3", "seed=5"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.startswith(f"Pendulum-v1: return {returns.mean():.2f} +/- {returns.std():.2f} over 3 deterministic episodes")
@@ -41,7 +41,7 @@ def test_predict_uses_the_saved_normalisation_and_the_env_format(pendulum_run):
     batch = np.array([[1.0, 0.0, 0.5], [-0.3, 0.95, -6.0], [0.0, -1.0, 8.0]], dtype=np.float32)
     by_hand = np.clip((batch - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)  # env=pendulum: clip_obs 10
     with torch.no_grad():
-        expected = agent.policy.predict(torch.as_tensor(by_hand)).numpy().clip(-2.0, 2.0)
+        expected = agent.policy.predict(torch.as_tensor(by_hand), agent.policy.initial_state(len(by_hand)), None)[0].numpy().clip(-2.0, 2.0)
     actions = agent.predict(batch)
     assert actions.shape == (3, 1) and actions.dtype == np.float32
     np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
@@ -50,7 +50,7 @@ def test_predict_uses_the_saved_normalisation_and_the_env_format(pendulum_run):
     many = np.repeat(batch, 200, axis=0)  # enough samples that some fall outside [-2, 2] before clipping
     torch.manual_seed(0)
     with torch.no_grad():
-        raw = agent.policy.predict(torch.as_tensor(agent.process(many)), deterministic=False).numpy()
+        raw = agent.policy.predict(torch.as_tensor(agent.process(many)), agent.policy.initial_state(len(many)), None, deterministic=False)[0].numpy()
     assert np.abs(raw).max() > 2.0
     torch.manual_seed(0)
     sampled = agent.predict(many, deterministic=False)

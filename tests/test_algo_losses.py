@@ -14,7 +14,7 @@ from torch.distributions import Categorical
 
 from rlexp.algos import A2C, REINFORCE, REINFORCEWithBaseline
 from rlexp.errors import ConfigError
-from rlexp.rollout import Batch, Rollout
+from rlexp.data.rollout import Batch, Rollout
 
 LN = math.log
 
@@ -27,7 +27,7 @@ class TablePolicy(nn.Module):
         self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float32))
         self.values = nn.Parameter(torch.tensor(values, dtype=torch.float32))
 
-    def evaluate(self, obs, actions):
+    def evaluate_actions(self, obs, actions, seq=None):
         s = obs[:, 0].long()
         dist = Categorical(logits=self.logits[s])
         return dist.log_prob(actions), dist.entropy(), self.values[s]
@@ -62,7 +62,7 @@ def value(terms, key):
 
 
 def test_hand_computed_log_probs_and_entropy():
-    log_prob, entropy, v = TablePolicy(LOGITS, VALUES).evaluate(OBS, ACTIONS)
+    log_prob, entropy, v = TablePolicy(LOGITS, VALUES).evaluate_actions(OBS, ACTIONS)
     torch.testing.assert_close(log_prob, torch.tensor(LOG_PI))
     torch.testing.assert_close(entropy, torch.tensor([H0, H0, H1]))
     torch.testing.assert_close(v, torch.tensor(V))
@@ -145,7 +145,7 @@ def hand_made_rollout() -> tuple[Rollout, list[tuple[int, int, float]]]:
         obs = torch.tensor([[t % 2], [(t + 1) % 2]], dtype=torch.float32)
         actions = torch.tensor([t % 2, 1 - t % 2])
         with torch.no_grad():
-            log_prob, _, v = TablePolicy(LOGITS, VALUES).evaluate(obs, actions)
+            log_prob, _, v = TablePolicy(LOGITS, VALUES).evaluate_actions(obs, actions)
         rollout.store_policy(t, obs, actions, log_prob, v)
         rollout.store_env(t, np.array(rewards[t], np.float32), np.array(terminated[t], bool), np.array(truncated[t], bool), np.array(valid[t], bool))
     finished = [
@@ -168,11 +168,11 @@ def test_reinforce_never_learns_from_an_unfinished_episode():
     # the gradient of -(1/7) sum over the finished steps only of log pi(a_t|s_t) * G_t
     reference = TablePolicy(LOGITS, VALUES)
     t_idx, e_idx, g = (list(col) for col in zip(*finished))
-    log_prob, _, _ = reference.evaluate(rollout.obs[t_idx, e_idx], rollout.actions[t_idx, e_idx])
+    log_prob, _, _ = reference.evaluate_actions(rollout.obs[t_idx, e_idx], rollout.actions[t_idx, e_idx])
     (-(log_prob * torch.tensor(g)).mean()).backward()
 
     policy = TablePolicy(LOGITS, VALUES)
-    metrics = sgd_reinforce(policy).update(rollout, progress_remaining=1.0)
+    metrics = sgd_reinforce(policy).update(rollout, torch.zeros(2), progress_remaining=1.0)
 
     # one SGD step with lr 0.1: delta theta = -0.1 * grad
     torch.testing.assert_close(policy.logits.detach() - torch.tensor(LOGITS), -0.1 * reference.logits.grad)
@@ -197,21 +197,22 @@ def test_reinforce_skips_a_rollout_without_a_finished_episode():
         rollout.store_env(t, np.ones(2, np.float32), np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
     policy = TablePolicy(LOGITS, VALUES)
     before = policy.logits.detach().clone()
-    metrics = sgd_reinforce(policy).update(rollout, progress_remaining=1.0)
+    metrics = sgd_reinforce(policy).update(rollout, torch.zeros(2), progress_remaining=1.0)
     assert metrics["train/skipped_update"] == 1.0 and metrics["train/finished_fraction"] == 0.0
     torch.testing.assert_close(policy.logits.detach(), before)
 
 
 def test_a2c_update_is_one_step_on_the_whole_batch():
     rollout, _ = hand_made_rollout()
-    rollout.compute_gae(torch.zeros(2), gamma=GAMMA, gae_lambda=1.0)
     policy = TablePolicy(LOGITS, VALUES)
     reference = TablePolicy(LOGITS, VALUES)
     settings = dict(learning_rate=0.1, n_steps=6, gamma=GAMMA, max_grad_norm=None, normalize_advantage=False, ent_coef=0.01)
     algo = A2C(policy=policy, optimizer=partial(torch.optim.SGD), **settings)
-    terms = A2C(policy=reference, **settings).loss(rollout.batch())
+    reference_algo = A2C(policy=reference, **settings)
+    reference_algo.compute_targets(rollout, torch.zeros(2))  # the algorithm's own GAE, bootstrapped from V = 0
+    terms = reference_algo.loss(rollout.batch())
     sum(v for k, v in terms.items() if k.startswith("loss/")).backward()
-    metrics = algo.update(rollout, progress_remaining=1.0)
+    metrics = algo.update(rollout, torch.zeros(2), progress_remaining=1.0)
     torch.testing.assert_close(policy.logits.detach() - torch.tensor(LOGITS), -0.1 * reference.logits.grad)
     torch.testing.assert_close(policy.values.detach() - torch.tensor(VALUES), -0.1 * reference.values.grad)
     assert {"loss/policy", "loss/value", "loss/entropy", "loss/total", "train/approx_kl", "train/entropy"} <= set(metrics)

@@ -107,15 +107,15 @@ def test_life_loss_ends_the_training_episode_and_rewards_are_clipped_for_trainin
 
 
 def test_the_trainer_reports_raw_whole_game_scores(compose_cfg, tmp_path):
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_atari", "env.id=ALE/SpaceInvaders-v5", "env.num_envs=2", "algo.n_steps=256",
                       "algo.batch_size=256", "logger=none", "progress=false", "total_steps=2048", "eval.every_steps=0")
     trainer = Trainer(cfg, tmp_path)
-    obs, ended = trainer.reset_envs(seed=0)
+    trainer.collector.reset(seed=0)
     finished, rewards = [], []
     for _ in range(8):
-        obs, ended, done = trainer.collect(obs, ended)
+        done = trainer.collector.collect()
         finished += done
         rewards.append(trainer.rollout.rewards_env.clone())
         if finished:
@@ -129,7 +129,7 @@ def test_the_trainer_reports_raw_whole_game_scores(compose_cfg, tmp_path):
 def test_ppo_atari_one_update(compose_cfg, tmp_path):
     """The preset end to end for one update (8 envs x 128 steps) and one evaluation game of Pong."""
     from rlexp.networks.encoders import CnnEncoder
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_atari", "total_steps=1024", "logger=none", "progress=false", "eval.episodes=1")
     trainer = Trainer(cfg, tmp_path)
@@ -159,7 +159,7 @@ def test_rendering_shows_the_raw_game():
     ("env.normalize_reward=true", "env.normalize_reward"),
 ])
 def test_bad_atari_settings_name_the_key(compose_cfg, tmp_path, override, key):
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_atari", override, "logger=none")
     with pytest.raises(ConfigError) as error:

@@ -21,7 +21,7 @@ except gym.error.DependencyNotInstalled:
 
 def run_eval(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

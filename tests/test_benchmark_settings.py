@@ -52,7 +52,7 @@ def test_gpu_benchmark_variants_build(compose_cfg, tmp_path, variant):
     """The GPU benchmark's default variants compose into trainers that pass their own checks,
     with the rollout and gradient steps per update that their comments promise."""
     from rlexp.analysis.benchmark_gpu import VARIANTS
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_cartpole_gpu", "device=cpu", "logger=none", "progress=false", *VARIANTS[variant])
     trainer = Trainer(cfg, tmp_path)

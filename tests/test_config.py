@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import CONF, group_options
 from rlexp.errors import ConfigError
 from rlexp.builders import build
-from rlexp.observations import to_tensor, tree_map
+from rlexp.data.observations import to_tensor, tree_map
 
 ALGOS, ENVS = group_options("algo"), group_options("env")
 PIXEL_NETWORKS = ["cnn"]  # need image observations: tested on image spaces below
@@ -40,7 +40,7 @@ def test_every_combination_composes_and_instantiates(compose_cfg, algo, env, net
     policy = build("network", cfg.network, observation_space=obs_space, action_space=action_space)
     algorithm = build("algo", cfg.algo, policy=policy)
     obs = to_tensor(tree_map(lambda x: np.asarray(x)[None], obs_space.sample()), obs_space, torch.device("cpu"))
-    action, log_prob, value = policy.act(obs)
+    action, log_prob, value = policy.act(obs, policy.initial_state(1), None)[:3]
     assert log_prob.shape == value.shape == (1,)
     assert algorithm.n_steps == cfg.algo.n_steps
 
@@ -51,7 +51,7 @@ def test_pixel_networks_build_on_images_and_name_the_key_elsewhere(compose_cfg, 
     cfg = compose_cfg(f"network={network}")
     image = gym.spaces.Box(0, 255, shape, dtype="uint8")
     policy = build("network", cfg.network, observation_space=image, action_space=gym.spaces.Discrete(4))
-    action, log_prob, value = policy.act(torch.as_tensor(image.sample()).unsqueeze(0))
+    action, log_prob, value = policy.act(torch.as_tensor(image.sample()).unsqueeze(0), policy.initial_state(1), None)[:3]
     assert action.shape == log_prob.shape == value.shape == (1,)
     cartpole = gym.make("CartPole-v1")
     with pytest.raises(ConfigError, match=r"^network\.encoder: cnn needs an image"):

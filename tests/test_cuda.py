@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 def test_trainer_puts_policy_and_rollout_on_cuda(compose_cfg, tmp_path):
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     trainer = Trainer(compose_cfg("device=cuda", "total_steps=2048", "logger=none", "progress=false", "eval.episodes=2"), tmp_path)
     assert next(trainer.policy.parameters()).device.type == "cuda"
@@ -30,7 +30,7 @@ def test_training_on_cuda_evaluates_on_a_cpu_copy(compose_cfg, tmp_path):
     """eval.device=cpu (the default) while training on CUDA: the evaluation copy lives on
     the CPU and gives the returns that evaluating on the GPU gives (gymnasium envs: the
     same episodes either way; torch-native envs draw from each device's own generator)."""
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     common = ("device=cuda", "total_steps=4096", "eval.episodes=4", "logger=none", "progress=false")
     on_cpu = Trainer(compose_cfg(*common), tmp_path / "cpu")

@@ -27,7 +27,7 @@ def test_default_run_solves_cartpole_and_leaves_its_files(tmp_path):
 
 
 def test_checkpoint_loads_safely_and_holds_the_trained_policy(tmp_path):
-    from rlexp.checkpoint import load_checkpoint
+    from rlexp.run.checkpoint import load_checkpoint
 
     run_dir = tmp_path / "run"
     result = run_cli(f"hydra.run.dir={run_dir}", "progress=false", "total_steps=2048", "eval.every_steps=0", "logger=none")

@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
 
 
 def rlexp_eval(*args):
-    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
 
 
@@ -72,7 +72,7 @@ def test_eval_refuses_env_settings_that_do_not_fit_in_one_line(trained, arg, mes
 def test_env_overrides_are_typed_as_training_types_them():
     from rlexp.config import compose_config
     from rlexp.errors import ConfigError
-    from rlexp.evaluation import with_env_overrides
+    from rlexp.run.episodes import with_env_overrides
 
     env = compose_config(["hparams=ppo_atari"]).env
     changed = with_env_overrides(env, ["env.repeat_action_probability=0.25", "env.make_kwargs.mode=1"])

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 import rlexp
 from rlexp.agent import Agent
-from rlexp.export import export, write_policy
+from rlexp.cli.export import export, write_policy
 from rlexp.networks import ActorCritic
 
 QUICK = ["logger=none", "eval.every_steps=0", "eval.episodes=1", "progress=false"]
@@ -91,7 +91,7 @@ def test_pendulum_file_normalises_with_the_saved_statistics(runs, tmp_path):
     obs = batch_of(agent.observation_space, 64, seed=3)
     with torch.no_grad():
         exported = torch.jit.load(str(path))(torch.as_tensor(obs)).numpy()
-        unnormalised = agent.policy.predict(torch.as_tensor(obs)).numpy().clip(-2.0, 2.0)
+        unnormalised = agent.policy.predict(torch.as_tensor(obs), agent.policy.initial_state(len(obs)), None)[0].numpy().clip(-2.0, 2.0)
     np.testing.assert_allclose(exported, agent.predict(obs), rtol=0, atol=1e-5)
     assert np.abs(exported - unnormalised).max() > 1e-3  # the file did not skip the statistics
     assert np.all(np.abs(exported) <= 2.0)  # clipped to the Box's bounds
@@ -165,7 +165,7 @@ def test_multi_actions_and_tuple_observations(action_space, fmt, tmp_path):
 
 
 def rlexp_export(*args):
-    return subprocess.run([sys.executable, "-m", "rlexp.export", *map(str, args)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "rlexp.cli.export", *map(str, args)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_the_command_and_its_bad_input(runs, tmp_path):

@@ -19,8 +19,8 @@ from rlexp.config import compose_config
 from rlexp.errors import ConfigError
 from rlexp.algos.ppo_fast_cpu import STEP_KEYS, FastActorCritic
 from rlexp.networks.actor_critic import ActorCritic
-from rlexp.rollout import Batch
-from rlexp.trainer import Trainer
+from rlexp.data.rollout import Batch
+from rlexp.run.trainer import Trainer
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (5,))
 DISCRETE = gym.spaces.Discrete(3)
@@ -43,7 +43,7 @@ def make_batch(policy, n=64, seed=1):
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(n, OBS.shape[0], generator=g)
     with torch.no_grad():
-        actions, log_probs, values = policy.act(obs)
+        actions, log_probs, values = policy.act(obs, policy.initial_state(n), None)[:3]
     log_probs = log_probs + (torch.rand(n, generator=g) - 0.5) * 0.8
     values = values + torch.randn(n, generator=g) * 0.1
     return Batch(obs, actions, log_probs, values, torch.randn(n, generator=g), torch.randn(n, generator=g))
@@ -118,12 +118,12 @@ def test_weights_are_the_modules_own_and_adam_state_survives_a_reload():
     policy, algo = make(DISCRETE)
     fast = FastActorCritic(policy, algo.optimizer)
     obs = make_batch(policy).obs
-    before = policy.value(obs).detach().clone()
+    before = policy.value(obs, None, None).detach().clone()
     for i in range(3):
         fast_step(fast, algo, make_batch(policy, seed=20 + i))
     fast.sync_step_count()
-    assert not torch.allclose(policy.value(obs), before)
-    np.testing.assert_allclose(fast.values(obs.numpy()), policy.value(obs).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(policy.value(obs, None, None), before)
+    np.testing.assert_allclose(fast.values(obs.numpy()), policy.value(obs, None, None).detach().numpy(), rtol=1e-5, atol=1e-6)
     # copies, as a checkpoint file gives (state_dict() returns the live tensors)
     saved_policy, saved_optimizer = copy.deepcopy(policy.state_dict()), copy.deepcopy(algo.optimizer.state_dict())
 
@@ -168,7 +168,7 @@ def test_categorical_samples_follow_the_policy():
     freq = np.bincount(action, minlength=3) / len(action)
     np.testing.assert_allclose(freq, dist.probs[0].detach().numpy(), atol=0.015)
     np.testing.assert_allclose(log_prob, dist.log_prob(torch.from_numpy(action)).detach().numpy(), rtol=1e-5)
-    np.testing.assert_allclose(value, policy.value(torch.from_numpy(obs)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, policy.value(torch.from_numpy(obs), None, None).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_gaussian_samples_follow_the_policy():
@@ -244,7 +244,7 @@ def test_select_falls_back_or_says_why():
 def test_trainer_uses_it_and_a_fast_checkpoint_resumes_on_autograd(tmp_path):
     base = ["hparams=ppo_cartpole", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2", "total_steps=2048", "seed=3"]
     trainer = Trainer(compose_config(base), tmp_path / "fast")
-    assert trainer.fast is not None and trainer.algo.fast is trainer.fast
+    assert trainer.backend is not None and trainer.algo.fast is trainer.backend
     summary = trainer.fit()
     assert summary["status"] == "finished" and summary["steps"] == 2048
     assert (tmp_path / "fast" / "checkpoints" / "last.pt").is_file()
@@ -253,7 +253,7 @@ def test_trainer_uses_it_and_a_fast_checkpoint_resumes_on_autograd(tmp_path):
     assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {160.0}
 
     resumed = Trainer(compose_config(base + ["total_steps=4096", "fast_cpu=false", f"resume={tmp_path / 'fast'}"]), tmp_path / "slow")
-    assert resumed.fast is None and resumed.global_step == 2048
+    assert resumed.backend is None and resumed.global_step == 2048
     for want, got in zip(trainer.policy.parameters(), resumed.policy.parameters()):
         torch.testing.assert_close(got, want)
     assert resumed.fit()["steps"] == 4096

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from rlexp.trainer import Trainer
+from rlexp.run.trainer import Trainer
 
 
 @pytest.mark.parametrize("sync_free", [False, True])
@@ -17,8 +17,8 @@ def test_episode_statistics_of_a_rollout_match_its_episode_ends(compose_cfg, tmp
     cfg = compose_cfg("env.backend=torch", "env.num_envs=32", "algo.n_steps=200", "device=cpu", "logger=none", "progress=false")
     trainer = Trainer(cfg, tmp_path)
     trainer.env.sync_free = sync_free
-    obs, ended = trainer.reset_envs(seed=0)
-    _, _, finished = trainer.collect(obs, ended)
+    trainer.collector.reset(seed=0)
+    finished = trainer.collector.collect()
     ends = trainer.rollout.terminated_env | trainer.rollout.truncated_env
     assert len(finished) == int(ends.sum()) > 32  # an untrained policy ends many short episodes
     assert all(ret == length for ret, length in finished)

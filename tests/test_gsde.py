@@ -99,13 +99,13 @@ def test_once_per_rollout_noise_changes_only_on_reset():
     obs = torch.randn(4, 3)
     policy.reset_noise(4)
     with torch.no_grad():
-        first = [policy.act(obs)[0] for _ in range(5)]
+        first = [policy.act(obs, policy.initial_state(len(obs)), None)[0] for _ in range(5)]
         policy.reset_noise(4)
-        after_reset = policy.act(obs)[0]
+        after_reset = policy.act(obs, policy.initial_state(len(obs)), None)[0]
     assert all(torch.equal(first[0], a) for a in first)
     assert not torch.equal(first[0], after_reset)
     # four envs, four different noise matrices
-    assert len({round(x, 6) for x in (first[0] - policy.predict(obs)).flatten().tolist()}) == 4
+    assert len({round(x, 6) for x in (first[0] - policy.predict(obs, policy.initial_state(len(obs)), None)[0]).flatten().tolist()}) == 4
 
 
 def test_gsde_run_trains_resumes_and_evaluates(tmp_path):

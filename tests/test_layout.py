@@ -1,6 +1,10 @@
-"""The package layout's rules, read from rlexp's own imports with ``ast``: no import
-cycles, and imports run one way (returns/rollout -> networks -> algos -> trainer -> entry
-points; envs know no learning; nothing on the training path reads the analysis tools).
+"""The package layout's rules, read from rlexp's own source with ``ast``: no import cycles;
+imports run one way (data -> networks -> algos -> run -> cli; envs know no learning; nothing
+on the training path reads the analysis tools); at most 8 modules on the top floor; the
+collector is the only module on the training path that steps an env; nothing outside
+rlexp/networks and the sequence minibatching (rlexp/data/rollout.py) asks whether a policy
+is recurrent, and nothing outside the fast path's own room and the algorithm it serves
+asks whether it runs (see docs/architecture.md).
 
 Every import counts, the ones inside functions too: a lazy import still ties two modules
 together (the PPO <-> fast-path circle this test was written against was two lazy imports).
@@ -18,11 +22,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rlexp"
 #: (importing modules, forbidden imports, why): a module matches a prefix when it is that
 #: module or inside that package
 RULES = [
-    (("rlexp.networks", "rlexp.returns", "rlexp.rollout"), ("rlexp.algos", "rlexp.trainer"),
-     "networks and rollout storage know nothing of algorithms or the trainer"),
-    (("rlexp.envs",), ("rlexp.algos", "rlexp.networks", "rlexp.trainer"), "environments know no learning"),
-    (("rlexp.algos",), ("rlexp.trainer", "hydra", "omegaconf"), "algorithms take plain keyword arguments, never the trainer or a config"),
-    (("rlexp.trainer",), ("rlexp.train", "rlexp.evaluate", "rlexp.launchers"), "the trainer is below the entry points"),
+    (("rlexp.data",), ("rlexp.networks", "rlexp.algos", "rlexp.run", "rlexp.cli", "rlexp.envs"),
+     "rollout storage, returns and observations are the floor: they know nothing above them"),
+    (("rlexp.networks",), ("rlexp.algos", "rlexp.run", "rlexp.cli"), "networks know nothing of algorithms or the run"),
+    (("rlexp.envs",), ("rlexp.algos", "rlexp.networks", "rlexp.run", "rlexp.cli"), "environments know no learning"),
+    (("rlexp.algos",), ("rlexp.run", "rlexp.cli", "hydra", "omegaconf"),
+     "algorithms take plain keyword arguments, never the run or a config"),
+    (("rlexp.run",), ("rlexp.cli",), "the run is below the entry points"),
 ]
 ANALYSIS = "rlexp.analysis"
 
@@ -124,7 +130,7 @@ def test_the_reader_sees_the_layout():
     graph = read_imports(PACKAGE)
     assert "rlexp.algos.ppo_fast_cpu" in graph["rlexp.algos.ppo"]  # `from rlexp.algos import ppo_fast_cpu`
     assert "rlexp.networks.heads" in graph["rlexp.networks.actor_critic"]
-    assert "rlexp.trainer" in graph["rlexp.analysis.benchmark"]  # a lazy import, inside a function
+    assert "rlexp.run.trainer" in graph["rlexp.analysis.benchmark"]  # a lazy import, inside a function
     assert {"rlexp.envs", "rlexp.networks", "rlexp.algos", "rlexp.analysis"} <= set(graph)
 
 
@@ -149,18 +155,21 @@ def test_cycles_are_found(tmp_path, files, expected):
 def test_forbidden_directions_are_found(tmp_path):
     package = write_package(tmp_path, {
         "__init__.py": "",
-        "trainer.py": "",
-        "algos/__init__.py": "", "algos/ppo.py": "import hydra\nfrom rlexp.trainer import Trainer\n",
+        "run/__init__.py": "", "run/trainer.py": "from rlexp.cli import train\n",
+        "cli/__init__.py": "", "cli/train.py": "",
+        "algos/__init__.py": "", "algos/ppo.py": "import hydra\nfrom rlexp.run.trainer import Trainer\n",
         "networks/__init__.py": "", "networks/heads.py": "def f():\n    from rlexp.algos import ppo\n",
         "envs/__init__.py": "from rlexp.networks import heads\n",
         "analysis/__init__.py": "", "analysis/results.py": "",
-        "rollout.py": "from rlexp.analysis.results import x\n",
+        "data/__init__.py": "", "data/rollout.py": "from rlexp.analysis.results import x\nfrom rlexp.networks import heads\n",
     })
     found = violations(read_imports(package))
     assert found == [
-        "rlexp.networks.heads imports rlexp.algos.ppo: networks and rollout storage know nothing of algorithms or the trainer",
+        "rlexp.data.rollout imports rlexp.networks.heads: rollout storage, returns and observations are the floor: they know nothing above them",
+        "rlexp.networks.heads imports rlexp.algos.ppo: networks know nothing of algorithms or the run",
         "rlexp.envs imports rlexp.networks.heads: environments know no learning",
-        "rlexp.algos.ppo imports hydra: algorithms take plain keyword arguments, never the trainer or a config",
-        "rlexp.algos.ppo imports rlexp.trainer: algorithms take plain keyword arguments, never the trainer or a config",
-        "rlexp.rollout imports rlexp.analysis.results: the training path never reads the analysis tools",
+        "rlexp.algos.ppo imports hydra: algorithms take plain keyword arguments, never the run or a config",
+        "rlexp.algos.ppo imports rlexp.run.trainer: algorithms take plain keyword arguments, never the run or a config",
+        "rlexp.run.trainer imports rlexp.cli.train: the run is below the entry points",
+        "rlexp.data.rollout imports rlexp.analysis.results: the training path never reads the analysis tools",
     ]

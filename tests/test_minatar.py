@@ -118,7 +118,7 @@ def test_rendered_frames_are_uint8_pictures():
 
 def test_ppo_minatar_one_update(compose_cfg, tmp_path):
     from rlexp.networks.encoders import CnnEncoder
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_minatar", "env.num_envs=8", "algo.n_steps=128", "total_steps=1024", "logger=none",
                       "progress=false", "eval.episodes=2")
@@ -136,7 +136,7 @@ def test_ppo_minatar_mlp_is_gymnax_blines_network_and_schedule(compose_cfg, tmp_
     on, value clipping at 0.2; everything else is ppo_minatar's."""
     from torch import nn
 
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("hparams=ppo_minatar_mlp", "env.num_envs=8", "algo.n_steps=16", "algo.batch_size=64",
                       "total_steps=2560", "logger=none", "progress=false", "eval.episodes=1")

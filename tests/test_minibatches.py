@@ -2,7 +2,7 @@
 
 import torch
 
-from rlexp.rollout import Batch, minibatches
+from rlexp.data.rollout import Batch, minibatches
 
 
 def numbered_batch(n: int) -> Batch:

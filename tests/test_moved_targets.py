@@ -14,7 +14,7 @@ OLD, NEW = "rlexp.policies.ActorCritic", "rlexp.networks.ActorCritic"
 
 
 def rlexp_eval(*args):
-    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def as_saved_before_the_move(run_dir):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from rlexp.algos import REINFORCE, REINFORCEWithBaseline
-from rlexp.rollout import Batch
+from rlexp.data.rollout import Batch
 
 THETA = [0.4, -0.3, 0.1]
 MU = [10.0, 11.0, 12.5]  # a large common offset: the case a baseline is for
@@ -47,7 +47,7 @@ class SoftmaxBandit(nn.Module):
         self.theta = nn.Parameter(torch.tensor(THETA))
         self.b = nn.Parameter(torch.tensor(baseline))
 
-    def evaluate(self, obs, actions):
+    def evaluate_actions(self, obs, actions, seq=None):
         dist = Categorical(logits=self.theta.repeat(len(actions), 1))
         return dist.log_prob(actions), dist.entropy(), self.b.expand(len(actions))
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rlexp.algos.ppo import PPO
-from rlexp.rollout import Batch
+from rlexp.data.rollout import Batch
 
 RATIOS = [1.5, 0.5, 1.1, 0.9]
 ADVANTAGES = [1.0, 1.0, -1.0, -1.0]
@@ -22,7 +22,7 @@ class FixedOutputs(nn.Module):
         self.values = nn.Parameter(torch.tensor(values))
         self.entropy = torch.tensor(entropy)
 
-    def evaluate(self, obs, actions):
+    def evaluate_actions(self, obs, actions, seq=None):
         return self.log_probs, self.entropy, self.values
 
 
@@ -91,7 +91,7 @@ def test_target_kl_stops_the_epoch_loop():
     import gymnasium as gym
 
     from rlexp.networks.actor_critic import ActorCritic
-    from rlexp.rollout import Rollout
+    from rlexp.data.rollout import Rollout
 
     torch.manual_seed(0)
     policy = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
@@ -99,14 +99,13 @@ def test_target_kl_stops_the_epoch_loop():
     with torch.no_grad():
         for t in range(16):
             obs = torch.randn(4, 3)
-            action, log_prob, value = policy.act(obs)
+            action, log_prob, value, _ = policy.act(obs, policy.initial_state(4), None)
             rollout.store_policy(t, obs, action, log_prob, value)
-    rollout.advantages.normal_()
-    rollout.returns.normal_()
+    rollout.rewards_env.normal_()  # PPO computes its GAE advantages and targets from these
 
     def run(target_kl):
         algo = PPO(policy=policy, learning_rate=0.05, n_steps=16, gamma=0.99, batch_size=16, n_epochs=20, target_kl=target_kl)
-        return algo.update(rollout, progress_remaining=1.0)
+        return algo.update(rollout, torch.zeros(4), progress_remaining=1.0)
 
     free = run(None)
     assert free["train/epochs_stopped_early"] == 0.0

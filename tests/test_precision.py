@@ -44,8 +44,8 @@ def test_bf16_encodes_in_bfloat16_and_hands_float32_to_the_heads():
     fp32, bf16 = twins(**NATURE)
     obs, actions = frames(32), torch.arange(32) % 6
     seen32, seen16 = encoder_dtypes(fp32), encoder_dtypes(bf16)
-    log_prob32, entropy32, value32 = fp32.evaluate(obs, actions)
-    log_prob16, entropy16, value16 = bf16.evaluate(obs, actions)
+    log_prob32, entropy32, value32 = fp32.evaluate_actions(obs, actions)
+    log_prob16, entropy16, value16 = bf16.evaluate_actions(obs, actions)
     assert seen32 == [torch.float32] and seen16 == [torch.bfloat16]
     assert {t.dtype for t in (log_prob16, entropy16, value16)} == {torch.float32}
     # the same network in another precision: close, not equal. bfloat16 keeps 8 bits of
@@ -62,7 +62,7 @@ def test_bf16_gradients_are_float32_and_point_where_the_float32_ones_do():
     obs, actions = frames(64, seed=1), torch.arange(64) % 6
     grads = []
     for policy in (fp32, bf16):
-        log_prob, _, value = policy.evaluate(obs, actions)
+        log_prob, _, value = policy.evaluate_actions(obs, actions)
         (value.square().mean() - log_prob.mean()).backward()
         assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in policy.parameters())
         grads.append(policy.actor_encoder.convs[0].weight.grad.flatten())  # the first convolution's, the furthest from the loss
@@ -76,7 +76,7 @@ def test_bf16_mlp_torso_and_recurrent_core():
     mlp = ActorCritic(obs_space, gym.spaces.Discrete(3), hidden_sizes=[64, 64], precision="bf16")
     torso_out: list[torch.dtype] = []
     mlp.actor_body.register_forward_hook(lambda module, args, out: torso_out.append(out.dtype))
-    action, log_prob, value = mlp.act(obs)
+    action, log_prob, value = mlp.act(obs, mlp.initial_state(len(obs)), None)[:3]
     assert torso_out == [torch.bfloat16] and log_prob.dtype == value.dtype == torch.float32
 
     # a recurrent policy: the encoder in bfloat16, the core, its state and the torso in float32
@@ -108,12 +108,12 @@ def test_a_bf16_atari_run_checkpoints_and_evaluates_in_bf16(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 1024 and -21 <= summary["eval_return_mean"] <= 21
 
-    from rlexp.evaluation import evaluate_policy, load_trained
+    from rlexp.run.episodes import play_episodes, load_trained
 
     policy, env, cfg = load_trained(run, torch.device("cpu"), num_envs=1)
     assert cfg.network.precision == "bf16" and policy.precision == "bf16"
     seen = encoder_dtypes(policy)
-    returns = evaluate_policy(policy, env, 1, torch.device("cpu"), deterministic=False, seed=0)
+    returns = play_episodes(policy, env, 1, torch.device("cpu"), deterministic=False, seed=0)
     assert seen and set(seen) == {torch.bfloat16} and -21 <= returns[0] <= 21
     env.close()
 
@@ -134,7 +134,7 @@ def test_a_bf16_policy_exports_as_its_float32_self(tmp_path, fmt):
     """The exported file computes in float32 (ONNX Runtime has no bfloat16 matrix products on
     the CPU): its actions are the bf16 agent's weights acting without the autocast."""
     import rlexp
-    from rlexp.export import export
+    from rlexp.cli.export import export
 
     run = tmp_path / "run"
     result = run_cli("env=pendulum", "network.precision=bf16", "total_steps=2048", "logger=none", "progress=false",

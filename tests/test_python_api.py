@@ -82,10 +82,10 @@ def test_overrides_are_a_list_of_key_values():
 
 
 def test_rlexp_train_stays_callable_once_the_module_is_imported():
-    """Importing the rlexp.train module (the console script does) makes the package attribute
-    the module: calling it still trains."""
-    code = ("import rlexp.train as module, rlexp\n"
-            "assert rlexp.train is module\n"
+    """Importing the entry point's module (the console script does) leaves ``rlexp.train`` the
+    function: calling it still trains."""
+    code = ("import rlexp.cli.train as module, rlexp\n"
+            "assert rlexp.train is module.train\n"
             "try:\n    rlexp.train(['algo=nope'])\nexcept rlexp.ConfigError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -12,20 +12,20 @@ import torch
 from conftest import run_cli
 from rlexp.networks import ActorCritic
 from rlexp.networks.recurrent import RecurrentCore
-from rlexp.rollout import Sequences, sequence_minibatches
+from rlexp.data.rollout import Sequences, sequence_minibatches
 
 SMALL = ("hparams=ppo_lstm_cartpole_novel", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2")
 
 
 def collected_trainer(compose_cfg, tmp_path, *overrides):
     """A trainer that has collected two rollouts (the second starts from a carried state)."""
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     trainer = Trainer(compose_cfg(*SMALL, *overrides), tmp_path)
-    obs, ended = trainer.reset_envs(seed=0)
+    trainer.collector.reset(seed=0)
     for _ in range(2):
-        obs, ended, _ = trainer.collect(obs, ended)
-    return trainer, obs
+        trainer.collector.collect()
+    return trainer, trainer.collector.bootstrap_value()
 
 
 @pytest.mark.parametrize("core", ["lstm", "gru"])
@@ -38,7 +38,7 @@ def test_sequence_forward_reproduces_collection(compose_cfg, tmp_path, core):
     assert not bool(rollout.states[0].eq(0).all()), "the second rollout starts from the carried state"
     batch = rollout.batch()
     with torch.no_grad():
-        log_prob, _, value = trainer.policy.evaluate(batch.obs, batch.actions, batch.seq)
+        log_prob, _, value = trainer.policy.evaluate_actions(batch.obs, batch.actions, batch.seq)
     assert len(batch) == int(rollout.valid_env.sum()) < 64 * 8  # autoreset steps left out
     torch.testing.assert_close(log_prob, batch.log_probs, atol=1e-5, rtol=0)
     torch.testing.assert_close(value, batch.values, atol=1e-5, rtol=0)
@@ -47,7 +47,7 @@ def test_sequence_forward_reproduces_collection(compose_cfg, tmp_path, core):
     for minibatch in sequence_minibatches(rollout, 16, 64, generator=torch.Generator().manual_seed(0)):
         assert minibatch.seq.mask.shape == (16, 4)
         with torch.no_grad():
-            log_prob, _, value = trainer.policy.evaluate(minibatch.obs, minibatch.actions, minibatch.seq)
+            log_prob, _, value = trainer.policy.evaluate_actions(minibatch.obs, minibatch.actions, minibatch.seq)
         torch.testing.assert_close(log_prob, minibatch.log_probs, atol=1e-5, rtol=0)
         torch.testing.assert_close(value, minibatch.values, atol=1e-5, rtol=0)
         seen += len(minibatch)
@@ -57,7 +57,7 @@ def test_sequence_forward_reproduces_collection(compose_cfg, tmp_path, core):
 
 def test_starts_are_the_steps_after_autoreset(compose_cfg, tmp_path):
     """A state is zeroed before the first observation of each episode: the step after
-    Gymnasium's autoreset step (valid=False), and at the first step after reset_envs."""
+    Gymnasium's autoreset step (valid=False), and at the first step after the collector's reset."""
     trainer, _ = collected_trainer(compose_cfg, tmp_path, "algo.n_steps=64", "algo.batch_size=128")
     rollout = trainer.rollout
     invalid = ~rollout.valid_env
@@ -83,7 +83,7 @@ def test_no_gradient_crosses_an_episode_start(core):
     mask = torch.zeros_like(starts)
     mask[3:, 0] = True  # a loss on env 0's new episode only
     seq = Sequences(obs, starts, state, mask)
-    log_prob, _, value = policy.evaluate(None, torch.zeros(int(mask.sum()), dtype=torch.long), seq)
+    log_prob, _, value = policy.evaluate_actions(None, torch.zeros(int(mask.sum()), dtype=torch.long), seq)
     (log_prob.sum() + value.sum()).backward()
     grad = obs.grad
     assert grad[:3, 0].abs().sum() == 0  # the previous episode of env 0: nothing
@@ -92,7 +92,7 @@ def test_no_gradient_crosses_an_episode_start(core):
     # and without the start, the same loss does reach back
     obs.grad = None
     starts[3, 0] = False
-    log_prob, _, value = policy.evaluate(None, torch.zeros(int(mask.sum()), dtype=torch.long), Sequences(obs, starts, state, mask))
+    log_prob, _, value = policy.evaluate_actions(None, torch.zeros(int(mask.sum()), dtype=torch.long), Sequences(obs, starts, state, mask))
     (log_prob.sum() + value.sum()).backward()
     assert obs.grad[:3, 0].abs().sum() > 0
 
@@ -138,11 +138,10 @@ def test_one_update_trains_both_cores(compose_cfg, tmp_path):
     """One PPO update through the sequence forward pass changes the actor's and the critic's
     LSTM weights; its first minibatch re-runs the collecting policy (KL 0); the numpy fast path,
     which is feed-forward only, stays off."""
-    trainer, obs = collected_trainer(compose_cfg, tmp_path)
-    assert trainer.fast is None
+    trainer, last_value = collected_trainer(compose_cfg, tmp_path)
+    assert trainer.backend is None
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
-    trainer.compute_advantages(obs)
-    metrics = trainer.algo.update(trainer.rollout, progress_remaining=1.0)
+    metrics = trainer.algo.update(trainer.rollout, last_value, progress_remaining=1.0)
     after = trainer.policy.state_dict()
     for name in ("actor_core.rnn.weight_hh_l0", "critic_core.rnn.weight_hh_l0"):
         assert not torch.equal(before[name], after[name]), name
@@ -155,7 +154,7 @@ def test_one_update_trains_both_cores(compose_cfg, tmp_path):
     ("network.recurrent_size=0", "network.recurrent_size: must be a positive int, got 0"),
     ("network.recurrent_layers=0", "network.recurrent_layers: must be a positive int, got 0"),
     ("algo.sequence_length=5", "algo.sequence_length: must divide n_steps = 32"),
-    ("fast_cpu=true", "fast_cpu: implements feed-forward policies only"),
+    ("fast_cpu=true", "fast_cpu: cannot be used here: it implements feed-forward policies only"),
     ("env.id=Acrobot-v1 env.mask_velocity=true", None),
 ])
 def test_bad_settings_fail_in_one_line(tmp_path, override, message):
@@ -204,7 +203,7 @@ def test_recurrent_run_checkpoints_resumes_and_evaluates(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "rlexp.evaluate", str(run), "episodes=3", "seed=5"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", str(run), "episodes=3", "seed=5"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"return {returns.mean():.2f} +/- {returns.std():.2f} over 3 deterministic episodes" in out.stdout
     # predict carries the state it is given, as SB3's recurrent predict

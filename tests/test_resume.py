@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_cli
-from rlexp.checkpoint import load_checkpoint
+from rlexp.run.checkpoint import load_checkpoint
 
 ROLLOUT = 8 * 128  # default num_envs * n_steps
 TOTAL = 48 * ROLLOUT
@@ -23,7 +23,7 @@ COMMON = [f"total_steps={TOTAL}", "checkpoint.every_updates=4", "eval.every_step
 def start(run_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.Popen(
-        [sys.executable, "-m", "rlexp.train", *COMMON, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "rlexp.cli.train", *COMMON, f"hydra.run.dir={run_dir}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -122,7 +122,7 @@ def test_nan_in_a_loss_is_named(compose_cfg, tmp_path):
     import torch
 
     from rlexp.errors import TrainingError
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("total_steps=8192", "checkpoint.every_updates=1", "eval.every_steps=0", "progress=false", "logger=none", "fast_cpu=false")
     trainer = Trainer(cfg, tmp_path)
@@ -149,11 +149,11 @@ def test_nan_in_a_fast_cpu_loss_is_named(compose_cfg, tmp_path):
     import numpy as np
 
     from rlexp.errors import TrainingError
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_cfg("total_steps=8192", "checkpoint.every_updates=1", "eval.every_steps=0", "progress=false", "logger=none", "fast_cpu=true")
     trainer = Trainer(cfg, tmp_path)
-    real_step, calls = trainer.fast.ppo_step, {"n": 0}
+    real_step, calls = trainer.backend.ppo_step, {"n": 0}
 
     def poisoned(batch, **kwargs):
         calls["n"] += 1
@@ -161,7 +161,7 @@ def test_nan_in_a_fast_cpu_loss_is_named(compose_cfg, tmp_path):
             batch = batch[:5] + (np.full_like(batch[5], np.nan),)
         return real_step(batch, **kwargs)
 
-    trainer.fast.ppo_step = poisoned
+    trainer.backend.ppo_step = poisoned
     with pytest.raises(TrainingError, match=r"^loss/value is nan at gradient step 2 in the update ending at step 4096$"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

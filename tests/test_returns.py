@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rlexp.returns import discounted_returns, explained_variance, finished_mask, gae
+from rlexp.data.returns import discounted_returns, explained_variance, finished_mask, gae
 
 GAMMA, LAM = 0.9, 0.5
 # one environment per column: 0 = no episode end, 1 = terminated at t=1, 2 = truncated at t=1

@@ -17,8 +17,8 @@ from rlexp.errors import ConfigError
 from rlexp.networks import ActorCritic
 from rlexp.networks.encoders import CnnEncoder, CnnSpec, DictEncoder, image_layout, make_encoder
 from rlexp.networks.heads import BernoulliHead, MultiCategorical, MultiCategoricalHead, action_storage, make_action_head
-from rlexp.observations import empty, to_tensor
-from rlexp.rollout import Rollout
+from rlexp.data.observations import empty, to_tensor
+from rlexp.data.rollout import Rollout
 
 
 # -- encoders -------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_a_dict_observation_run_checkpoints_resumes_and_evaluates(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] == 512 and "actor_encoder.parts.image.convs.0.weight" in state["policy"]
     assert (run_dir / "tb").is_dir()
-    evaluated = subprocess.run([sys.executable, "-m", "rlexp.evaluate", str(run_dir), "episodes=2", "video=true"], cwd=ROOT,
+    evaluated = subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", str(run_dir), "episodes=2", "video=true"], cwd=ROOT,
                                capture_output=True, text=True, timeout=300, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.startswith("MiniGrid-Empty-5x5-v0: return ")

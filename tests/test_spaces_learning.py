@@ -79,8 +79,8 @@ def all_actions(space: gym.spaces.MultiDiscrete) -> list[tuple[int, ...]]:
 
 
 def test_multidiscrete_actions_reach_the_best_combination(compose_cfg, tmp_path):
-    from rlexp.evaluation import load_trained
-    from rlexp.trainer import Trainer
+    from rlexp.run.episodes import load_trained
+    from rlexp.run.trainer import Trainer
 
     env, contexts = MultiDiscreteTarget, range(MultiDiscreteTarget.CONTEXTS)
     actions = all_actions(env.action_space)
@@ -109,7 +109,7 @@ def test_multidiscrete_actions_reach_the_best_combination(compose_cfg, tmp_path)
     for t in range(env.HORIZON):
         obs = torch.as_tensor(np.stack([env.observation(c, t) for c in contexts]))
         with torch.inference_mode():
-            chosen = policy.predict(obs, True)
+            chosen = policy.predict(obs, policy.initial_state(1), None, True)[0]
         assert [tuple(row) for row in chosen.tolist()] == [best[c] for c in contexts], f"step {t}"
 
 
@@ -138,12 +138,12 @@ def frozenlake_success(make_kwargs: dict, policy=None) -> float:
 
 def greedy_frozenlake_policy(run_dir) -> np.ndarray:
     """The deterministic action of a trained run's policy in each of the 16 cells."""
-    from rlexp.evaluation import load_trained
+    from rlexp.run.episodes import load_trained
 
     policy, env, _ = load_trained(run_dir / "checkpoints" / "last.pt", torch.device("cpu"), num_envs=1)
     env.close()
     with torch.inference_mode():
-        return policy.predict(torch.arange(16), True).numpy()
+        return policy.predict(torch.arange(16), policy.initial_state(16), None, True)[0].numpy()
 
 
 def test_frozenlake_preset_reaches_the_goal_every_time(compose_cfg, tmp_path):

@@ -323,7 +323,7 @@ def test_ray_cluster_needs_an_address(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HYDRA_FULL_ERROR", "RLEXP_FULL_ERROR", "RLEXP_DEBUG")}
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run([sys.executable, "-m", "rlexp.train", "-m", "hydra/launcher=ray_cluster", "seed=0,1",
+    result = subprocess.run([sys.executable, "-m", "rlexp.cli.train", "-m", "hydra/launcher=ray_cluster", "seed=0,1",
                              f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Environment variable 'RAY_ADDRESS' not found" in result.stderr and "Ray" not in result.stdout

@@ -9,7 +9,7 @@ diverges (algo.learning_rate=1e30: a TrainingError in its first update) are read
 2. with TensorBoard's own event reader: weight histograms and per-layer gradient norms,
    the rollout's advantages and value targets, the action distribution, the config text.
 
-The pure functions behind the records (rlexp.tb_records) are checked on their own first.
+The pure functions behind the records (rlexp.run.records) are checked on their own first.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ event_accumulator = pytest.importorskip(
 )
 from test_tensorboard import HTTP_TIMEOUT_S, _no_proxy_opener, _start_tensorboard, _stop  # noqa: E402
 
-from rlexp import tb_records  # noqa: E402
+from rlexp.run import records as tb_records  # noqa: E402
 from rlexp.envs import reward_threshold  # noqa: E402
 
 TOTAL_STEPS = 4096  # 4 updates of 128 steps x 8 envs (PPO on CartPole, the defaults)
@@ -101,7 +101,7 @@ def test_final_metrics_and_statuses():
 def test_histogram_every_is_checked_and_the_null_logger_writes_nothing(compose_cfg, tmp_path):
     from rlexp.builders import build
     from rlexp.errors import ConfigError
-    from rlexp.logger import NullLogger
+    from rlexp.run.logger import NullLogger
 
     with pytest.raises(ConfigError, match=r"^logger\.histogram_every: must be >= 0"):
         build("logger", compose_cfg("logger.histogram_every=-1").logger, run_dir=tmp_path)
@@ -121,14 +121,14 @@ def _env() -> dict:
 
 
 def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=ROOT, env=_env(),
+    return subprocess.Popen([sys.executable, "-m", "rlexp.cli.train", *args], cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _interrupted_then_resumed(run_dir: Path) -> None:
     """In this process: a run stopped (as by SIGTERM) after its 2nd update, then resumed to the end."""
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     settings = ["total_steps=4096", "eval.every_steps=2048", "eval.episodes=2", "progress=false", "logger.histogram_every=0"]
     # the overrides as rlexp-train's Hydra saves them: every run then records the same hyperparameter names. (The
@@ -351,7 +351,7 @@ def test_eval_video_is_an_animated_gif_in_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     cfg = compose_config(["total_steps=2048", "eval.every_steps=1024", "eval.episodes=2", "eval.video=true", "eval.video_frames=20",
                           "progress=false", "logger=tensorboard"])

@@ -1,6 +1,6 @@
 """TensorBoard output of a real run, read back the two ways a user reads it.
 
-1. TensorBoard's own event reader (EventAccumulator): every tag of DESIGN.md's
+1. TensorBoard's own event reader (EventAccumulator): every tag of docs/architecture.md's
    "TensorBoard tags" table is there, on an x-axis of environment steps, and
    ``loss/total`` is the sum of the logged ``loss/*`` terms.
 2. The real ``tensorboard`` server, started the way a user starts it, serves the
@@ -33,7 +33,7 @@ event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is not installed"
 )
 
-#: DESIGN.md, "TensorBoard tags": what a PPO run must write
+#: docs/architecture.md, "TensorBoard tags": what a PPO run must write
 EXPECTED_TAGS = {
     "loss/policy",
     "loss/value",

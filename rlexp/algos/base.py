@@ -3,8 +3,11 @@
 An algorithm's ``loss(batch)`` returns a dict: ``loss/*`` entries are the weighted
 terms of the objective (they carry gradients and are summed into ``loss/total``),
 everything else is a detached diagnostic (``train/approx_kl``, ``train/entropy``...).
-``update(rollout, progress_remaining)`` turns one rollout into gradient steps and
-returns the mean of every entry over those steps, ready to be logged.
+``update(rollout, last_value, progress_remaining)`` computes the rollout's targets (GAE from
+the bootstrap value ``last_value``, or Monte Carlo returns: each algorithm its own, with the
+pure functions of rlexp.data.returns), turns the rollout into gradient steps and returns the
+mean of every entry over those steps, ready to be logged. The loop that calls it holds none
+of the algorithm's hyperparameters.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlexp.algos.diagnostics import approx_kl, approx_kl_after_step
+from rlexp.algos.kl import approx_kl, approx_kl_after_step
 from rlexp.errors import ConfigError, TrainingError, require
-from rlexp.returns import explained_variance
-from rlexp.rollout import Batch, Rollout
+from rlexp.data.returns import explained_variance, gae
+from rlexp.data.rollout import Batch, Rollout
 
 SCHEDULES = ("constant", "linear")
 
@@ -34,7 +37,7 @@ def fast_cpu_setting(setting: Any) -> str:
 
 
 class OnPolicyAlgorithm:
-    #: whether the trainer must compute GAE advantages and value targets for the rollout
+    #: whether this algorithm learns from GAE advantages and value targets (else: Monte Carlo returns)
     needs_advantages: bool = True
     #: a numpy backend that acts and updates in place of autograd (PPO's: rlexp.algos.ppo_fast_cpu),
     #: set by enable_fast_cpu; None: everything runs through torch
@@ -87,6 +90,9 @@ class OnPolicyAlgorithm:
             group["lr"] = lr
 
     # -- what subclasses write ----------------------------------------------------
+    def check_rollout_size(self, steps_per_rollout: int) -> None:
+        """Refuse settings that do not fit a rollout of ``steps_per_rollout`` steps (PPO's batch_size)."""
+
     def enable_fast_cpu(self, setting: Any, device: torch.device, compiled: bool) -> Any:
         """``fast_cpu=<setting>``: switch on this algorithm's numpy backend where it has one and
         it applies (returns it), or keep autograd (returns None). Only PPO has one."""
@@ -98,8 +104,31 @@ class OnPolicyAlgorithm:
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+    def update(self, rollout: Rollout, last_value: torch.Tensor, progress_remaining: float) -> dict[str, float]:
         raise NotImplementedError
+
+    # -- targets, and what the records and warning signs read of them ---------------
+    def compute_targets(self, rollout: Rollout, last_value: torch.Tensor) -> None:
+        """GAE advantages and value targets of the rollout, in place, bootstrapped from
+        ``last_value`` = V(s_T) (A2C and PPO; REINFORCE has Monte Carlo returns of its own)."""
+        rewards, terminated, episode_end, _ = rollout.env_tensors()
+        next_values = torch.cat([rollout.values[1:], last_value.unsqueeze(0)])
+        rollout.advantages[:] = gae(rewards, rollout.values, next_values, terminated, episode_end, self.gamma, self.gae_lambda)
+        rollout.returns[:] = rollout.advantages + rollout.values
+
+    def value_targets(self, rollout: Rollout) -> Optional[torch.Tensor]:
+        """The value targets of the last update's valid steps, for the warning signs' scale
+        checks; None where the algorithm computes no GAE targets."""
+        if not self.needs_advantages:
+            return None
+        return rollout.returns.reshape(-1)[rollout.valid_env.reshape(-1).to(rollout.device)]
+
+    def histograms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Distributions of the last update worth a TensorBoard histogram: the advantages and
+        value targets (Monte Carlo algorithms compute their returns inside the update)."""
+        if not self.needs_advantages:
+            return {}
+        return {"rollout/advantages": batch.advantages, "rollout/returns": batch.returns}
 
     # -- shared mechanics ---------------------------------------------------------
     def normalized(self, advantages: torch.Tensor) -> torch.Tensor:

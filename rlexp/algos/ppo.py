@@ -10,7 +10,7 @@ import torch
 from rlexp.algos import ppo_fast_cpu
 from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm, fast_cpu_setting
 from rlexp.errors import ConfigError, require
-from rlexp.rollout import Batch, Rollout, minibatches, sequence_minibatches
+from rlexp.data.rollout import Batch, Rollout
 
 
 class PPO(OnPolicyAlgorithm):
@@ -43,17 +43,16 @@ class PPO(OnPolicyAlgorithm):
 
     def enable_fast_cpu(self, setting: Any, device: torch.device, compiled: bool) -> Optional[ppo_fast_cpu.FastActorCritic]:
         setting = fast_cpu_setting(setting)
-        if getattr(self.policy, "is_recurrent", False):
-            if setting == "true":
-                raise ConfigError("fast_cpu", "implements feed-forward policies only; network.recurrent needs fast_cpu=auto or false")
-            return None
         if type(self) is not PPO or setting == "false":  # a subclass may change the loss the backend writes out by hand
             return super().enable_fast_cpu(setting, device, compiled)
         self.fast = ppo_fast_cpu.select(setting == "true", self.policy, self.optimizer, device, compiled)
         return self.fast
 
+    def check_rollout_size(self, steps_per_rollout: int) -> None:
+        require(self.batch_size <= steps_per_rollout, "batch_size", f"{self.batch_size} is larger than n_steps * num_envs = {steps_per_rollout}")
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, value = batch.evaluate(self.policy)
+        log_prob, entropy, value = batch.evaluate_actions(self.policy)
         advantages = self.normalized(batch.advantages)  # per minibatch, as in SB3 and CleanRL
 
         # clipped surrogate: take the pessimistic of the unclipped and clipped objectives
@@ -84,7 +83,8 @@ class PPO(OnPolicyAlgorithm):
             "train/clip_fraction": clip_fraction,
         }
 
-    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+    def update(self, rollout: Rollout, last_value: torch.Tensor, progress_remaining: float) -> dict[str, float]:
+        self.compute_targets(rollout, last_value)
         self.set_progress(progress_remaining)
         self.clip_range = self.scheduled(self.initial_clip_range, self.clip_range_schedule, progress_remaining)
         batch = rollout.batch()
@@ -96,18 +96,21 @@ class PPO(OnPolicyAlgorithm):
         metrics["train/epochs_stopped_early"] = float(stopped_early)
         return metrics
 
-    def _minibatches(self, rollout: Rollout, batch: Batch) -> Iterator[Batch]:
-        """One epoch's shuffled minibatches: of single steps, or (recurrent) of env sequences."""
-        if batch.seq is not None:
-            return sequence_minibatches(rollout, self.sequence_length, self.batch_size)
-        return minibatches(batch, self.batch_size)
+    def histograms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Also the ratio after the update: how far the update moved each sample."""
+        found = super().histograms(batch)
+        if len(batch):
+            with torch.no_grad():
+                log_prob, _, _ = batch.evaluate_actions(self.policy)
+            found["train/ratio"] = (log_prob - batch.log_probs).exp()
+        return found
 
     def _epochs(self, rollout: Rollout, batch: Batch, step: Callable[[Batch], Optional[Any]]) -> tuple[list[Any], bool]:
         """n_epochs passes of shuffled minibatches through ``step``; a step that returns None
         stops the whole update (SB3's target_kl early stop). Returns (results, stopped early)."""
         results = []
         for _ in range(self.n_epochs):
-            for minibatch in self._minibatches(rollout, batch):
+            for minibatch in rollout.minibatches(batch, self.batch_size, self.sequence_length):
                 result = step(minibatch)
                 if result is None:
                     return results, True
@@ -124,7 +127,7 @@ class PPO(OnPolicyAlgorithm):
 
         steps, stopped_early = self._epochs(rollout, batch, step)
         metrics = self.finish_update(steps, batch)
-        if steps:  # the policy has not moved yet: its ratio must be exactly 1 (rlexp.diagnostics checks)
+        if steps:  # the policy has not moved yet: its ratio must be exactly 1 (rlexp.run.warning_signs checks)
             metrics["train/first_minibatch_kl"] = float(steps[0]["train/approx_kl"])
         return metrics, stopped_early
 

@@ -52,6 +52,7 @@ def unsupported_reason(policy: nn.Module, optimizer: Any, device: torch.device, 
     checks = [
         (device.type == "cpu", f"it runs on the CPU only (device is {device})"),
         (not compiled, "compile=true compiles the autograd loss instead"),
+        (policy.initial_state(1).numel() == 0, "it implements feed-forward policies only; network.recurrent needs fast_cpu=auto or false"),
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
         (type(getattr(policy, "actor_encoder", None)) is FlattenEncoder and policy.actor_encoder.passthrough
          and type(policy.critic_encoder) is FlattenEncoder, "it takes 1-D Box observations only (no CNN, one-hot or Dict encoders)"),
@@ -131,6 +132,12 @@ class FastActorCritic:
                 param.data = view
         self.flat = flat.numpy()
         self.grad = np.zeros(total, dtype=np.float32)
+        # each parameter's .grad is its slice of that buffer: whoever reads gradients (the
+        # TensorBoard records) reads them as on the autograd path
+        grad = torch.from_numpy(self.grad)
+        for param, a, b in zip(self.params, np.cumsum([0] + [p.numel() for p in self.params])[:-1],
+                               np.cumsum([p.numel() for p in self.params])):
+            param.grad = grad[a:b].view_as(param)
         self.exp_avg, self.exp_avg_sq = torch.zeros(total), torch.zeros(total)
         self.step_count = 0
         self._offsets = np.cumsum([0] + [p.numel() for p in self.params])
@@ -223,6 +230,12 @@ class FastActorCritic:
         u = torch.rand(n, 1).numpy()
         action = np.minimum((u > cdf).sum(axis=1), out.shape[1] - 1)
         return action, log_softmax[np.arange(n), action], value
+
+    def act_step(self, obs: np.ndarray, state: torch.Tensor, starts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+        """The collector's act (rlexp.run.collector.Act): numpy in, numpy out, stored as numpy
+        in the rollout's buffers; the (empty) state passes through."""
+        action, log_prob, value = self.act(obs)
+        return obs, action, log_prob, value, state
 
     def _act_sde(self, latent: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """gSDE's sample, a = mu(s) + z(s) @ E, with the head's own noise matrices E and

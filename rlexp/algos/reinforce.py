@@ -15,12 +15,12 @@ from __future__ import annotations
 import torch
 
 from rlexp.algos.base import OnPolicyAlgorithm
-from rlexp.returns import discounted_returns, explained_variance, finished_mask
-from rlexp.rollout import Batch, Rollout
+from rlexp.data.returns import discounted_returns, explained_variance, finished_mask
+from rlexp.data.rollout import Batch, Rollout
 
 
 class REINFORCE(OnPolicyAlgorithm):
-    needs_advantages = False  # Monte Carlo returns only: the trainer skips GAE
+    needs_advantages = False  # Monte Carlo returns only: no GAE, nothing bootstrapped
     learns_value = False
 
     def __init__(self, *, normalize_returns: bool = False, **common):
@@ -36,7 +36,7 @@ class REINFORCE(OnPolicyAlgorithm):
         return (returns - returns.mean()) / (returns.std() + 1e-8)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, _ = batch.evaluate(self.policy)
+        log_prob, entropy, _ = batch.evaluate_actions(self.policy)
         # -mean(log pi * G) - ent_coef * entropy: no value function, nothing bootstrapped
         return self.policy_gradient_terms(batch, log_prob, self.monte_carlo_returns(batch), entropy)
 
@@ -52,7 +52,8 @@ class REINFORCE(OnPolicyAlgorithm):
         batch = rollout.batch(keep)
         return Batch(batch.obs, batch.actions, batch.log_probs, batch.values, g, g, batch.seq), valid.sum()
 
-    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+    def update(self, rollout: Rollout, last_value: torch.Tensor, progress_remaining: float) -> dict[str, float]:
+        """``last_value`` is not used: a Monte Carlo return bootstraps from nothing."""
         self.set_progress(progress_remaining)
         batch, n_valid = self.monte_carlo_batch(rollout)
         finished_fraction = len(batch) / max(int(n_valid), 1)

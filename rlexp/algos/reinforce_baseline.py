@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from rlexp.algos.reinforce import REINFORCE
-from rlexp.rollout import Batch
+from rlexp.data.rollout import Batch
 
 
 class REINFORCEWithBaseline(REINFORCE):
@@ -26,7 +26,7 @@ class REINFORCEWithBaseline(REINFORCE):
         self.normalize_advantage = normalize_advantage  # standardise G_t - V(s_t), as SB3 does
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        log_prob, entropy, value = batch.evaluate(self.policy)
+        log_prob, entropy, value = batch.evaluate_actions(self.policy)
         returns = self.monte_carlo_returns(batch)
         # detached: the baseline only lowers the variance, the policy loss must not train it
         advantages = self.normalized(returns - value.detach())

@@ -80,7 +80,7 @@ def peak_rss_mb() -> float:
 
 def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int, extra: list[str] = ()) -> dict[str, Any]:
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     overrides = [f"hparams={case.preset}", f"seed={seed}", f"torch_threads={threads}", f"total_steps={case.total_steps}",
                  "logger=none", "progress=false", "eval.every_steps=0", f"eval.episodes={eval_episodes}",
@@ -96,7 +96,7 @@ def run_rlexp(case: Case, seed: int, threads: int, eval_episodes: int, extra: li
     steps, seconds = first_reaching(trainer.progress_history, case.threshold)
     return {"sps": summary["sps"], "train_time_s": summary["train_time_s"], "steps_to_threshold": steps, "time_to_threshold_s": seconds,
             "eval_return": summary["eval_return_mean"], "steps": summary["steps"],
-            "update_path": "fast_cpu" if trainer.fast is not None else "autograd"}
+            "update_path": "fast_cpu" if trainer.backend is not None else "autograd"}
 
 
 def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str, Any]:

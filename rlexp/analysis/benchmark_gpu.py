@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlexp.run.callbacks import Callback
+
 from rlexp.analysis.benchmark import worker_result
 
 T0 = time.perf_counter()
@@ -47,9 +49,19 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+class EvaluationTimes(Callback):
+    """(env steps, training seconds, wall seconds since fit started, mean return) at every evaluation."""
+
+    def __init__(self) -> None:
+        self.start, self.marks = 0.0, []
+
+    def on_evaluation_end(self, trainer: Any, evaluation: Any) -> None:
+        self.marks.append((evaluation.step, trainer.train_time, time.perf_counter() - self.start, evaluation.mean))
+
+
 def run_worker(overrides: list[str], seed: int, device: str, threshold: float) -> dict[str, Any]:
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     import tempfile
 
@@ -61,18 +73,14 @@ def run_worker(overrides: list[str], seed: int, device: str, threshold: float) -
         trainer = Trainer(cfg, run_dir)
         # one warm-up forward pass so the CUDA context and kernels load before the clock starts
         with torch.inference_mode():
-            trainer.policy.act(torch.zeros((1, *trainer.env.single_observation_space.shape), device=trainer.device))
+            trainer.policy.act(torch.zeros((1, *trainer.env.single_observation_space.shape), device=trainer.device),
+                               trainer.policy.initial_state(1, trainer.device), torch.ones(1, dtype=torch.bool))
         setup_s = time.perf_counter() - T0
-        marks: list[tuple[int, float, float, float]] = []
-        evaluate_and_log, fit_start = trainer.evaluate_and_log, [0.0]
-
-        def timed_evaluation() -> None:
-            evaluate_and_log()
-            marks.append((trainer.global_step, trainer.train_time, time.perf_counter() - fit_start[0], trainer.eval_history[-1][1]))
-
-        trainer.evaluate_and_log = timed_evaluation
-        fit_start[0] = time.perf_counter()
+        timer = EvaluationTimes()
+        trainer.callbacks.callbacks.append(timer)
+        timer.start = time.perf_counter()
         summary = trainer.fit()
+        marks = timer.marks
     solved = next((m for m in marks if m[3] >= threshold), None)
     return {
         "device": str(trainer.device),

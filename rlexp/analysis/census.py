@@ -74,7 +74,7 @@ def _alarm(signum, frame):  # noqa: ARG001
 def run_one(env_id: str, seconds: int = 120) -> Entry:
     """Build a trainer for ``env_id`` with ``network=auto`` and run one rollout and one update."""
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     family = family_of(env_id)
     start = time.perf_counter()

@@ -21,7 +21,7 @@ import torch
 
 def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int = 15) -> str:
     from rlexp.config import compose_config
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
     base = ["hparams=ppo_cartpole", "logger=none", "progress=false", "eval.every_steps=0", "checkpoint.every_updates=0"]
     cfg = compose_config(base + overrides)
@@ -30,7 +30,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         algo, rollout = trainer.algo, trainer.rollout
         steps = {"n": 0}
         # count gradient steps on whichever path runs them: autograd, or rlexp.algos.ppo_fast_cpu's numpy
-        owner, name = (trainer.fast, "ppo_step") if trainer.fast is not None else (algo, "gradient_step")
+        owner, name = (trainer.backend, "ppo_step") if trainer.backend is not None else (algo, "gradient_step")
         step_function = getattr(owner, name)
 
         def counted(*args, **kwargs):
@@ -38,19 +38,21 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
             return step_function(*args, **kwargs)
 
         setattr(owner, name, counted)
-        obs, ended = trainer.reset_envs(seed=cfg.seed)
+        collector = trainer.collector
+        collector.reset(seed=cfg.seed)
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+        last_value = None
 
         def one_rollout() -> tuple[float, float, float]:
-            nonlocal obs, ended
+            nonlocal last_value
             t0 = time.perf_counter()
-            obs, ended, _ = trainer.collect(obs, ended)
+            collector.collect()
             sync()
             t1 = time.perf_counter()
-            trainer.compute_advantages(obs)
+            last_value = collector.bootstrap_value()
             sync()
             t2 = time.perf_counter()
-            algo.update(rollout, progress_remaining=1.0)
+            algo.update(rollout, last_value, progress_remaining=1.0)
             sync()
             return t1 - t0, t2 - t1, time.perf_counter() - t2
 
@@ -59,26 +61,26 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
         steps["n"] = 0
         times = [one_rollout() for _ in range(rollouts)]
         grad_steps = steps["n"] / rollouts
-        collect, gae, update = (statistics.median(t[i] for t in times) for i in range(3))
+        collect, bootstrap, update = (statistics.median(t[i] for t in times) for i in range(3))
         env_steps = trainer.steps_per_rollout
-        total = collect + gae + update
+        total = collect + bootstrap + update
         lines = [
             f"overrides: {' '.join(base + overrides)}",
             f"device {trainer.device}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}; "
             f"median of {rollouts} rollouts of {env_steps} env steps, {grad_steps:g} gradient steps each; "
-            f"update path: {'fast_cpu (numpy, rlexp/algos/ppo_fast_cpu.py)' if trainer.fast is not None else 'autograd'}",
+            f"update path: {'fast_cpu (numpy, rlexp/algos/ppo_fast_cpu.py)' if trainer.backend is not None else 'autograd'}",
             "",
             "| phase | per rollout (ms) | share | unit cost |",
             "| --- | --- | --- | --- |",
             f"| collection | {collect * 1e3:.1f} | {collect / total:.0%} | {collect / trainer.rollout.n_steps * 1e6:.0f} us per vector step of {trainer.env.num_envs} envs |",
-            f"| GAE | {gae * 1e3:.2f} | {gae / total:.0%} | |",
-            f"| update | {update * 1e3:.1f} | {update / total:.0%} | {update / max(grad_steps, 1) * 1e3:.3f} ms per gradient step |",
+            f"| bootstrap value | {bootstrap * 1e3:.2f} | {bootstrap / total:.0%} | |",
+            f"| update (targets included) | {update * 1e3:.1f} | {update / total:.0%} | {update / max(grad_steps, 1) * 1e3:.3f} ms per gradient step |",
             f"| total | {total * 1e3:.1f} | | {env_steps / total:,.0f} env steps/s without evaluation and logging |",
         ]
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(3):
-                algo.update(rollout, progress_remaining=1.0)
-        unseen = " (the fast path's numpy work is not listed: only its matrix products run in torch)" if trainer.fast is not None else ""
+                algo.update(rollout, last_value, progress_remaining=1.0)
+        unseen = " (the fast path's numpy work is not listed: only its matrix products run in torch)" if trainer.backend is not None else ""
         lines += ["", f"Top {top} operators by self CPU time over 3 updates{unseen}:", "",
                   prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)]
         trainer.env.close()

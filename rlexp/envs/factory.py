@@ -3,7 +3,7 @@
 The vector env keeps Gymnasium's default NEXT_STEP autoreset: the step that ends an
 episode returns the episode's true final observation (so a truncated episode
 bootstraps from it), and the following step returns the reset observation with
-reward 0. The trainer marks that following step invalid (see rlexp.rollout).
+reward 0. The trainer marks that following step invalid (see rlexp.data.rollout).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gymnasium.wrappers import vector as vw
 from rlexp.envs.minigrid import declare_code_bounds, is_minigrid
 from rlexp.envs.velocity import mask_velocity, velocity_entries
 from rlexp.errors import ConfigError, require
-from rlexp.observations import encodable
+from rlexp.data.observations import encodable
 
 log = logging.getLogger("rlexp")
 

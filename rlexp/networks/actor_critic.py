@@ -15,13 +15,13 @@ from rlexp.errors import ConfigError, require
 from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
 from rlexp.networks.recurrent import CORES, RecurrentCore
-from rlexp.observations import Tree, lead_shape, tree_map
+from rlexp.data.observations import Tree, lead_shape, tree_map
 
 #: network.precision: float32 throughout, or the encoders and torsos in bfloat16 autocast
 PRECISIONS = ("fp32", "bf16")
 
-if TYPE_CHECKING:  # the batch type the algorithms hand over (rlexp.rollout imports no network)
-    from rlexp.rollout import Sequences
+if TYPE_CHECKING:  # the batch type the algorithms hand over (rlexp.data.rollout imports no network)
+    from rlexp.data.rollout import Sequences
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -61,8 +61,6 @@ class ActorCritic(nn.Module):
     AMX): the Nature CNN's forward and backward pass ran 2.5x faster on this project's CPU
     (docs/benchmark.md).
     """
-
-    is_recurrent = False
 
     def __new__(cls, *args: Any, recurrent: Optional[str] = None, **kwargs: Any):
         if cls is ActorCritic and recurrent is not None:
@@ -138,17 +136,32 @@ class ActorCritic(nn.Module):
         critic = actor if self.shared else self._trunk(self.critic_encoder, self.critic_body, obs)
         return actor, critic
 
-    def value(self, obs: Any) -> torch.Tensor:
-        return self.value_head(self._trunk(self.critic_encoder, self.critic_body, obs)).squeeze(-1)
+    # -- the policy interface: every policy (this one and RecurrentActorCritic) answers these --------
+    # A policy carries a state per environment, empty here ((N, 0): nothing to carry), an LSTM's
+    # or GRU's in RecurrentActorCritic; ``starts`` (N,) says where an episode begins (the state is
+    # zeroed there). Callers pass both along and never ask which kind of policy they hold.
+    def initial_state(self, batch_size: int, device: Any = None) -> torch.Tensor:
+        """The state of every environment before its first step: nothing, for a feed-forward policy."""
+        device = device if device is not None else self.value_head.weight.device
+        return torch.zeros(batch_size, 0, device=device)
 
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample actions for a batch of observations: (action, log_prob, value)."""
+    def act(self, obs: Any, state: torch.Tensor, starts: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample actions for a batch of observations: (action, log_prob, value, new state)."""
         actor, critic = self._features(obs)
         dist = self.action_head(actor)
         action = self.action_head.sample(dist)
-        return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1)
+        return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1), state
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def value(self, obs: Any, state: torch.Tensor, starts: Any) -> torch.Tensor:
+        """V(s) of a batch of observations (the bootstrap value at the end of a rollout)."""
+        return self.value_head(self._trunk(self.critic_encoder, self.critic_body, obs)).squeeze(-1)
+
+    def predict(self, obs: Any, state: torch.Tensor, starts: Any, deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, new state): the distribution's mode, or a sample."""
+        dist = self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs))
+        return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
+
+    def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log_prob, entropy, value) of given actions under the current parameters (``seq``:
         the batch as sequences, which only a recurrent policy reads)."""
         actor, critic = self._features(obs)
@@ -158,10 +171,6 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: Any, seq: Optional["Sequences"] = None) -> Any:
         """The policy's action distribution on a batch of observations."""
         return self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs))
-
-    def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        dist = self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs))
-        return self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)
 
     def reset_noise(self, batch_size: int) -> None:
         """Start a rollout: draw fresh gSDE noise matrices (nothing to do for other heads)."""
@@ -173,12 +182,10 @@ class RecurrentActorCritic(ActorCritic):
     """ActorCritic with a recurrent core between the encoder and the MLP torso. The actor and
     the critic each have a core, or (``shared``) one core feeds both.
 
-    Every method takes the state and the episode starts and returns the new state alongside
-    its usual result. ``ActorCritic(recurrent="lstm", ...)`` builds one of these (see
+    The same interface as ActorCritic; here the state is the cores' (N, rows, hidden) and
+    ``evaluate_actions`` re-runs the batch's sequences from the state stored at their start. ``ActorCritic(recurrent="lstm", ...)`` builds one of these (see
     ``ActorCritic.__new__``), so the configs keep one ``_target_``.
     """
-
-    is_recurrent = True
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, *, recurrent: str, recurrent_size: int = 256,
                  recurrent_layers: int = 1, shared: bool = False, **kwargs: Any):
@@ -218,30 +225,32 @@ class RecurrentActorCritic(ActorCritic):
         critic_out, critic_state = self.critic_core(self._encode(self.critic_encoder, obs), critic_state, starts)
         return actor, self.critic_body(critic_out), torch.cat([actor_state, critic_state], dim=1)
 
-    def _step(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor):
-        """One step of N envs: obs (N, ...), starts (N,) -> (actor, critic) features (N, F) and the new state."""
+    def _step(self, obs: Tree, state: torch.Tensor, starts: Any):
+        """One step of N envs: obs (N, ...), starts (N,) -> (actor, critic) features (N, F) and the new state.
+        ``starts`` may come as the env's numpy flags: it becomes a tensor here, not per step in the collector."""
+        starts = torch.as_tensor(starts, device=state.device)
         actor, critic, state = self.sequence_features(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0))
         return actor[0], critic[0], state
 
     # -- what the trainer, the algorithms and evaluation call --------------------------
-    def act(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor):
+    def act(self, obs: Tree, state: torch.Tensor, starts: Any):
         """Sample actions for one step: (action, log_prob, value, new state)."""
         actor, critic, state = self._step(obs, state, starts)
         dist = self.action_head(actor)
         action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1), state
 
-    def value(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Tree, state: torch.Tensor, starts: Any) -> torch.Tensor:
         _, critic, _ = self._step(obs, state, starts)
         return self.value_head(critic).squeeze(-1)
 
-    def predict(self, obs: Tree, state: torch.Tensor, starts: torch.Tensor, deterministic: bool = True):
+    def predict(self, obs: Tree, state: torch.Tensor, starts: Any, deterministic: bool = True):
         """(action, new state) for one step."""
         actor, _, state = self._step(obs, state, starts)
         dist = self.action_head(actor)
         return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
 
-    def evaluate(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None):
+    def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None):
         """(log_prob, entropy, value) of the batch's actions, re-running its sequences."""
         if seq is None:
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")

@@ -11,7 +11,7 @@
 
 The MLP torso that follows the encoder (``mlp``) and the orthogonal initialisation the PPO
 implementations share live here too. Observations arrive in their storage dtype
-(rlexp.observations): uint8 pixels are scaled by 1/255 here, on the training device.
+(rlexp.data.observations): uint8 pixels are scaled by 1/255 here, on the training device.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from torch import nn
 
 from rlexp.agent import NORMALIZE_EPSILON, Agent, load
 from rlexp.errors import ConfigError, require
-from rlexp.observations import leaf_dtype, to_tensor
+from rlexp.data.observations import leaf_dtype, to_tensor
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 #: exported actions must equal the agent's to this (absolute, for continuous actions)
@@ -70,7 +70,7 @@ class ExportedPolicy(nn.Module):
             obs = ((obs.double() - self.obs_mean) / self.obs_std).float()
         if self.clip_obs is not None:
             obs = obs.clamp(-self.clip_obs, self.clip_obs)
-        action = self.policy.predict(obs, deterministic=True)
+        action, _ = self.policy.predict(obs, None, None, deterministic=True)  # stateless: nothing to carry
         if self.action_low is not None:
             return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
         if self.action_shape is not None:
@@ -134,7 +134,7 @@ def sample_observations(space: gym.Space, n: int, seed: int) -> Any:
 
 
 def check_exportable(agent: Agent) -> None:
-    require(not getattr(agent.policy, "is_recurrent", False), "network.recurrent",
+    require(not agent.stateful, "network.recurrent",
             "recurrent policies cannot be exported yet (the file would need the recurrent state as an input and an output)")
 
 

@@ -1,4 +1,4 @@
-"""Entry points: ``rlexp-train [overrides]`` (``python -m rlexp.train [overrides]``) and, from
+"""Entry points: ``rlexp-train [overrides]`` (``python -m rlexp.cli.train [overrides]``) and, from
 Python, ``rlexp.train(["env=pendulum", ...])`` (:func:`train`). Both compose the same conf/
 tree, run the same checks, fill the same run directory and word errors in the same line."""
 
@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import sys
-import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ import rlexp.config  # noqa: F401  (registers the structured-config schemas)
 from rlexp.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
-    from rlexp.trainer import Trainer
+    from rlexp.run.trainer import Trainer
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(rlexp.config.CONF_DIR)
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
@@ -53,14 +52,14 @@ def run(cfg: DictConfig) -> float:
     return summary["eval_return_mean"]
 
 
-def start_run(cfg: DictConfig, run_dir: Path, remove_if_failed: bool) -> Trainer:
+def start_run(cfg: DictConfig, run_dir: Path, remove_if_failed: bool, callbacks: Sequence[Any] = ()) -> Trainer:
     """The run's Trainer, built after the config checks. A run that fails them leaves no run
     directory behind when ``remove_if_failed`` (a single run; a sweep keeps its job dirs)."""
-    from rlexp.trainer import Trainer  # heavy imports only once the config composed
+    from rlexp.run.trainer import Trainer  # heavy imports only once the config composed
 
     try:
         check_interpolations(cfg)
-        return Trainer(cfg, run_dir)
+        return Trainer(cfg, run_dir, callbacks=callbacks)
     except ConfigError:
         if remove_if_failed:
             remove_if_empty_run(run_dir)
@@ -252,7 +251,7 @@ class TrainResult:
         return self.summary[key]
 
 
-def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None) -> TrainResult:
+def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train one run from Python, as ``rlexp-train <overrides>`` does: the same conf/ tree
     (``resume=<run dir>`` too), the same checks, the same run directory
     (``outputs/runs/<date>_<time>_<algo>_<env>`` under the working directory, or ``run_dir``)
@@ -262,6 +261,10 @@ def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = Non
     :class:`rlexp.TrainingError` when training diverges; the message is the line rlexp-train
     prints after ``rlexp-train: error:``. A run stopped by Ctrl-C (the notebook's interrupt)
     saves its checkpoint and returns with ``result["status"] == "interrupted"``.
+
+    ``callbacks``: :class:`rlexp.Callback` objects whose hooks run on the run's events after the
+    run's own (and after those the config's ``callbacks`` list names); one that returns False
+    from a hook stops the run.
     """
     overrides = checked_overrides(overrides)
     try:
@@ -280,7 +283,7 @@ def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = Non
         output_dir, task_cfg = prepare_run_dir(config, run_dir)
         with run_logging(output_dir):
             try:
-                trainer = start_run(task_cfg, output_dir, remove_if_failed=True)
+                trainer = start_run(task_cfg, output_dir, remove_if_failed=True, callbacks=callbacks)
             except Exception as error:  # noqa: BLE001 - as above
                 if not is_user_error(error):
                     raise
@@ -398,16 +401,5 @@ def as_config_error(error: BaseException) -> ConfigError:
     return ConfigError(key, message) if named else ConfigError("", line)
 
 
-class CallableModule(types.ModuleType):
-    """``rlexp.train`` names both this module and :func:`train`. Importing the module (the
-    console script does, as may a test) makes the package attribute the module, so the
-    module passes a call on to the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
 if __name__ == "__main__":
     main()
-else:
-    sys.modules[__name__].__class__ = CallableModule

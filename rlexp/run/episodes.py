@@ -1,48 +1,26 @@
-"""Evaluating a policy: whole episodes on environment instances of its own (the trainer's
-periodic evaluation and ``rlexp-eval``), and rebuilding a trained policy from a checkpoint."""
+"""Playing episodes: the trainer's periodic evaluation (:class:`Evaluator`), ``rlexp-eval`` and
+``Agent.evaluate`` (:func:`play_episodes`), videos (:func:`episode_frames`), and rebuilding a
+trained policy from a checkpoint (:func:`load_trained`). Every step goes through the
+collector's Stepper, as in training."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlexp.envs import ActionAdapter, load_normalization_state
+from rlexp.envs import EnvSpec, load_normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, require
-from rlexp.observations import to_tensor
-
-
-class PolicyStepper:
-    """A policy acting in a vector env, step after step. A feed-forward policy acts on each
-    observation alone; a recurrent one keeps a state per sub-env, zeroed where an episode
-    begins (the step after Gymnasium's autoreset step, as in training)."""
-
-    def __init__(self, policy: torch.nn.Module, num_envs: int, device: torch.device):
-        self.policy = policy
-        self.recurrent = bool(getattr(policy, "is_recurrent", False))
-        if self.recurrent:
-            self.state = policy.initial_state(num_envs, device)
-            self.starts = torch.ones(num_envs, dtype=torch.bool, device=device)
-            self.ended = np.zeros(num_envs, dtype=bool)
-
-    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        if not self.recurrent:
-            return self.policy.predict(obs, deterministic)
-        action, self.state = self.policy.predict(obs, self.state, self.starts, deterministic)
-        return action
-
-    def stepped(self, terminated: Any, truncated: Any) -> None:
-        """After env.step: where the previous step ended an episode this one was the reset."""
-        if self.recurrent:
-            self.starts = torch.as_tensor(self.ended, device=self.state.device)
-            self.ended = as_numpy(terminated) | as_numpy(truncated)
+from rlexp.run.collector import Stepper
 
 
 @torch.inference_mode()
-def evaluate_policy(
+def play_episodes(
     policy: torch.nn.Module,
     env: gym.vector.VectorEnv,
     episodes: int,
@@ -58,14 +36,11 @@ def evaluate_policy(
     finish in total would favour the short ones).
     """
     assert env.num_envs == episodes, "evaluation env needs one sub-env per episode"
-    to_env = ActionAdapter(env, device)
-    stepper = PolicyStepper(policy, env.num_envs, device)
-    obs, _ = env.reset(seed=seed)
+    stepper = Stepper(env, policy, device)
+    stepper.reset(seed)
     returns = np.full(episodes, np.nan)
     while np.isnan(returns).any():
-        action = stepper.act(to_tensor(obs, env.single_observation_space, device), deterministic)
-        obs, _, terminated, truncated, info = env.step(to_env(action))
-        stepper.stepped(terminated, truncated)
+        *_, info = stepper.step(stepper.predict(deterministic))
         if "_episode" in info:
             first = as_numpy(info["_episode"]) & np.isnan(returns)
             returns[first] = as_numpy(info["episode"]["r"])[first]
@@ -74,16 +49,14 @@ def evaluate_policy(
 
 @torch.inference_mode()
 def episode_frames(policy: torch.nn.Module, env: gym.vector.VectorEnv, device: torch.device, seed: int,
-                   max_frames: int = 1000, deterministic: bool = True) -> np.ndarray:
+                   max_frames: int, deterministic: bool = True) -> np.ndarray:
     """The rendered frames (T, H, W, 3) of one episode in ``env`` (one sub-env made with
     render_mode="rgb_array"), at most ``max_frames`` of them."""
-    to_env = ActionAdapter(env, device)
-    stepper = PolicyStepper(policy, env.num_envs, device)
-    obs, _ = env.reset(seed=seed)
+    stepper = Stepper(env, policy, device)
+    stepper.reset(seed)
     frames = [env.render()[0]]
     while len(frames) < max_frames:
-        action = stepper.act(to_tensor(obs, env.single_observation_space, device), deterministic)
-        obs, _, terminated, truncated, _ = env.step(to_env(action))
+        _, terminated, truncated, _, _ = stepper.step(stepper.predict(deterministic))
         if bool(terminated[0] or truncated[0]):
             break
         frames.append(env.render()[0])
@@ -94,13 +67,70 @@ def as_numpy(x) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+class Evaluator:
+    """The trainer's evaluation: ``episodes`` episodes on env instances of its own (made on first
+    use), with the training env's observation statistics, on ``eval_device`` (a copy of the
+    policy there when it is not the training device), from a fixed seed so that every
+    evaluation of a run is judged on the same episodes."""
+
+    def __init__(self, spec: EnvSpec, train_env: gym.vector.VectorEnv, policy: torch.nn.Module, device: torch.device,
+                 eval_device: torch.device, episodes: int, deterministic: bool, seed: int, video_frames: int):
+        self.spec, self.train_env, self.policy = spec, train_env, policy
+        self.device, self.eval_device = device, eval_device
+        self.episodes, self.deterministic, self.seed, self.video_frames = episodes, deterministic, seed, video_frames
+        self.env: Optional[gym.vector.VectorEnv] = None
+        self.copy: Optional[torch.nn.Module] = None  # the policy on eval_device, where that differs
+
+    def returns(self) -> np.ndarray:
+        if self.env is None:
+            self.env = self.spec.make(num_envs=self.episodes, training=False, device=self.eval_device)
+        sync_obs_normalization(self.train_env, self.env)
+        policy = self.policy_on_eval_device()
+        policy.eval()
+        try:
+            return play_episodes(policy, self.env, self.episodes, self.eval_device, self.deterministic, seed=self.seed)
+        finally:
+            self.policy.train()
+
+    def video(self) -> tuple[np.ndarray, int]:
+        """One deterministic episode, rendered: (frames, frames per second)."""
+        spec = dataclasses.replace(self.spec, make_kwargs={**self.spec.make_kwargs, "render_mode": "rgb_array"})
+        try:
+            env = spec.make(num_envs=1, training=False, device=self.eval_device)
+        except ConfigError as e:
+            raise e.under("env") from None
+        try:
+            sync_obs_normalization(self.train_env, env)
+            policy = self.policy_on_eval_device()
+            policy.eval()
+            frames = episode_frames(policy, env, self.eval_device, seed=self.seed, max_frames=self.video_frames)
+        finally:
+            self.policy.train()
+            env.close()
+        return frames, int(env.metadata.get("render_fps") or 30)
+
+    def policy_on_eval_device(self) -> torch.nn.Module:
+        """The policy itself, or its copy on eval_device refreshed from the current weights:
+        one device-to-host copy per evaluation."""
+        if self.eval_device == self.device:
+            return self.policy
+        if self.copy is None:
+            self.copy = copy.deepcopy(self.policy).to(self.eval_device)
+        self.copy.load_state_dict(self.policy.state_dict())
+        return self.copy
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+
+
 def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: str | None = None, env_overrides: Sequence[str] = ()):
     """(policy, env, config) rebuilt from a checkpoint's own config and weights; ``env_overrides``
     (``env.<key>=<value>``) change the run's env settings for this evaluation."""
     from omegaconf import OmegaConf
 
     from rlexp.builders import build
-    from rlexp.checkpoint import load_checkpoint
+    from rlexp.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(path, key="checkpoint")
     cfg = OmegaConf.create(state["config"])

@@ -1,6 +1,6 @@
 """Metric sinks. TensorBoard through torch.utils.tensorboard; every x-axis is env steps.
 
-(Named logger.py rather than DESIGN.md's logging.py so that nothing inside the
+(Named logger.py rather than logging.py so that nothing inside the
 package can shadow the standard library's ``logging``.)
 """
 
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rlexp import tb_records
+from rlexp.run import records as tb_records
 from rlexp.errors import require
 from rlexp.files import write_atomic
 
@@ -31,7 +31,7 @@ class NullLogger:
     def video(self, tag: str, frames: Any, step: int, fps: int = 30) -> None:
         """Frames (T, H, W, 3) uint8 as a TensorBoard video."""
 
-    # -- TensorBoard's HParams and Distributions dashboards (rlexp.tb_records) ---------------
+    # -- TensorBoard's HParams and Distributions dashboards (rlexp.run.records) ---------------
     #: write distributions every N updates (0: never); the trainer computes them only then
     histogram_every: int = 0
 
@@ -40,7 +40,7 @@ class NullLogger:
 
     def end_hparams(self, status: str, metrics: Mapping[str, float], step: int) -> None:
         """The final ``hparams/*`` scalars and the session-end record with the run's status
-        (none for an interrupted run: rlexp.tb_records.STATUSES)."""
+        (none for an interrupted run: rlexp.run.records.STATUSES)."""
 
     def histograms(self, values: Mapping[str, Any], step: int) -> None:
         """One histogram per tag of the values (tensors or arrays)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rlexp.rollout import Batch
+from rlexp.data.rollout import Batch
 
 
 def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tensor:
@@ -24,5 +24,5 @@ def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def approx_kl_after_step(policy: nn.Module, batch: Batch) -> torch.Tensor:
     """KL between the policy that collected ``batch`` and ``policy`` as it is now."""
-    log_prob, _, _ = batch.evaluate(policy)
+    log_prob, _, _ = batch.evaluate_actions(policy)
     return approx_kl(log_prob, batch.log_probs)

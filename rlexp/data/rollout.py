@@ -3,7 +3,7 @@
 Policy-side tensors (observations, actions, log-probs, values) live on the training
 device and are written in place each step. Observations keep their own dtype (uint8
 images stay uint8) and their structure (a Dict observation is a dict of tensors; see
-rlexp.observations). Environment-side results (rewards,
+rlexp.data.observations). Environment-side results (rewards,
 terminations, truncations) arrive as numpy arrays; they are written into numpy
 buffers and moved to the device once per rollout, not once per step.
 
@@ -11,21 +11,23 @@ A step is *valid* unless it is the autoreset step that Gymnasium's NEXT_STEP mod
 inserts after an episode ends (reset observation, reward 0, action ignored). Invalid
 steps take part in the GAE recursion only as a barrier and never reach a loss.
 
-For a recurrent policy the rollout also keeps, per step, the policy's state before the step
-and whether the step starts an episode; a batch then carries its steps as sequences too
-(``Batch.seq``, :class:`Sequences`) and PPO's minibatches are chunks of env
-sequences (:func:`sequence_minibatches`) rather than shuffled single steps.
+For a policy that carries a state (a recurrent one: its state is not empty) the rollout also
+keeps, per step, the state before the step and whether the step starts an episode; a batch
+then carries its steps as sequences too (``Batch.seq``, :class:`Sequences`) and
+:meth:`Rollout.minibatches` cuts chunks of env sequences (:func:`sequence_minibatches`)
+rather than shuffled single steps. This module is the one place outside rlexp.networks
+that tells the two kinds of policy apart.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from rlexp.observations import Tree, assign, empty, tree_map
-from rlexp.returns import gae
+from rlexp.data.observations import Tree, assign, empty, tree_map
 
 
 class Sequences(NamedTuple):
@@ -67,12 +69,10 @@ class Batch(NamedTuple):
         """The per-step fields (everything but ``seq``)."""
         return tuple(self[:6])
 
-    def evaluate(self, policy: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``policy.evaluate`` on these steps: (log_prob, entropy, value) of the actions taken,
-        re-running the sequences for a recurrent policy."""
-        if self.seq is None:
-            return policy.evaluate(self.obs, self.actions)
-        return policy.evaluate(self.obs, self.actions, self.seq)
+    def evaluate_actions(self, policy: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``policy.evaluate_actions`` on these steps: (log_prob, entropy, value) of the actions
+        taken (a recurrent policy re-runs ``seq``, a feed-forward one reads the flat steps)."""
+        return policy.evaluate_actions(self.obs, self.actions, self.seq)
 
 
 class Rollout:
@@ -85,7 +85,7 @@ class Rollout:
         action_dtype: torch.dtype,
         device: torch.device,
         env_device: torch.device | None = None,
-        state_shape: tuple[int, ...] | None = None,
+        state_shape: tuple[int, ...] = (0,),
     ):
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, device
         shape = (n_steps, num_envs)
@@ -108,15 +108,16 @@ class Rollout:
             self.truncated_np, self.valid_np = self.truncated_env.numpy(), self.valid_env.numpy()
         self.advantages = torch.zeros(shape, device=device)
         self.returns = torch.zeros(shape, device=device)
-        # recurrent policies (state_shape: rows x hidden): the state before each step, and
-        # whether the step starts an episode (the state is zeroed before it)
-        self.recurrent = state_shape is not None
-        if self.recurrent:
+        # a policy with a state (state_shape: one env's, e.g. rows x hidden; (0,): none): the
+        # state before each step, and whether the step starts an episode (zeroed before it)
+        self.stateful = math.prod(state_shape) > 0
+        if self.stateful:
             self.states = torch.zeros(shape + tuple(state_shape), device=device)
             self.starts = torch.zeros(shape, dtype=torch.bool, device=device)
 
-    def store_state(self, t: int, state: torch.Tensor, starts: torch.Tensor) -> None:
-        self.states[t], self.starts[t] = state, starts
+    def store_state(self, t: int, state: torch.Tensor, starts: Any) -> None:
+        if self.stateful:  # an empty state has nothing to re-run from
+            self.states[t], self.starts[t] = state, torch.as_tensor(starts)
 
     def store_policy(self, t: int, obs, action, log_prob, value) -> None:
         if isinstance(action, np.ndarray):  # numpy in, numpy views: no tensor wrapping per step
@@ -137,23 +138,24 @@ class Rollout:
         to = lambda x: x.to(self.device)  # noqa: E731  (no copy when already there)
         return to(self.rewards_env), to(self.terminated_env), to(self.terminated_env | self.truncated_env), to(self.valid_env)
 
-    def compute_gae(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
-        """Fill ``advantages`` and ``returns`` (the value targets) in place."""
-        rewards, terminated, episode_end, _ = self.env_tensors()
-        next_values = torch.cat([self.values[1:], last_value.unsqueeze(0)])
-        self.advantages[:] = gae(rewards, self.values, next_values, terminated, episode_end, gamma, gae_lambda)
-        self.returns[:] = self.advantages + self.values
-
     def batch(self, mask: Optional[torch.Tensor] = None) -> Batch:
         """The steps of ``mask`` ((n_steps, num_envs); default: all valid steps), flattened over
         time and environments; for a recurrent policy also as whole env sequences."""
         mask = self.valid_env.to(self.device) if mask is None else mask
         flat = lambda x: x[mask]  # noqa: E731  (time-major, as the sequences' to_flat)
-        seq = Sequences(self.obs, self.starts, self.states[0], mask) if self.recurrent else None
+        seq = Sequences(self.obs, self.starts, self.states[0], mask) if self.stateful else None
         return Batch(
             tree_map(flat, self.obs), flat(self.actions), flat(self.log_probs), flat(self.values), flat(self.advantages), flat(self.returns),
             seq,
         )
+
+
+    def minibatches(self, batch: Batch, batch_size: int, sequence_length: int) -> Iterator[Batch]:
+        """One epoch's shuffled minibatches of ``batch`` (this rollout's): of single steps, or,
+        for a policy with a state, of env sequences ``sequence_length`` long."""
+        if self.stateful:
+            return sequence_minibatches(self, sequence_length, batch_size)
+        return minibatches(batch, batch_size)
 
 
 def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:

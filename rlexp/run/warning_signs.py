@@ -4,8 +4,8 @@ Each check is the lesson's troubleshooting list turned into a rule over the last
 updates' metrics, and names the lesson's remedy. A sign fires at most once per run: one
 console line, a ``diagnostics/<name>`` text entry in TensorBoard and a count in
 summary.json; ``diagnostics=strict`` stops the run instead, ``off`` checks nothing. The
-thresholds are config values (conf/diagnostics/warn.yaml) with the lesson's figures as
-defaults.
+thresholds are config values: conf/diagnostics/warn.yaml is the one place their defaults live
+(:func:`make_warning_signs` reads it for a run saved before the group existed).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 MODES = ("off", "warn", "strict")
 
@@ -38,23 +38,24 @@ class Finding:
 
 
 @dataclass
-class Diagnostics:
-    """The checks and their thresholds (``diagnostics`` config group)."""
+class WarningSigns:
+    """The checks and their thresholds (the ``diagnostics`` config group; conf/diagnostics/warn.yaml
+    says what each one means)."""
 
-    mode: str = "warn"
-    window: int = 5                       # updates a sign must persist (or be measured over)
-    entropy_collapse_fraction: float = 0.1  # entropy below this share of its first value ...
-    early_fraction: float = 0.5           # ... within this share of training
-    max_approx_kl: float = 0.02
-    max_clip_fraction: float = 0.3
-    warmup_fraction: float = 0.2          # value-function checks start after this share of training ...
-    value_window_fraction: float = 0.05   # ... and average explained variance over this share (>= window updates)
-    min_target_spread: float = 0.1        # ... of targets that vary (std / mean |target|): saturated returns say nothing
-    flat_return_fraction: float = 0.5     # returns flat over the first half of training ...
-    max_entropy_fraction: float = 0.9     # ... while entropy stays above this share of its start
-    first_ratio_tolerance: float = 1e-6   # approx KL of PPO's first minibatch (0 when the ratio is 1)
-    max_abs_reward: float = 100.0         # "far outside [-10, 10]": ten times beyond, unnormalised
-    max_abs_value_target: float = 1000.0  # value targets sum rewards over ~1/(1-gamma) steps (CartPole: 100)
+    mode: str
+    window: int
+    entropy_collapse_fraction: float
+    early_fraction: float
+    max_approx_kl: float
+    max_clip_fraction: float
+    warmup_fraction: float
+    value_window_fraction: float
+    min_target_spread: float
+    flat_return_fraction: float
+    max_entropy_fraction: float
+    first_ratio_tolerance: float
+    max_abs_reward: float
+    max_abs_value_target: float
     fired: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -203,3 +204,23 @@ class Diagnostics:
             return Finding("reward_scale", f"value targets reach {abs_value_target:.3g} in magnitude (beyond "
                                            f"{self.max_abs_value_target:g}) without normalisation")
         return None
+
+
+def make_warning_signs(node: Any = None, **changes: Any) -> WarningSigns:
+    """The ``diagnostics`` group's checks from its config node; ``None`` (a run saved before the
+    group existed) takes conf/diagnostics/warn.yaml's settings. ``changes`` replace settings."""
+    from omegaconf import OmegaConf
+
+    from rlexp.config import CONF_DIR
+    from rlexp.errors import ConfigError
+
+    if node is None:
+        node = OmegaConf.load(CONF_DIR / "diagnostics" / "warn.yaml")
+        node.pop("defaults", None)
+    settings = {**(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)), **changes}
+    try:
+        return WarningSigns(**settings)
+    except ConfigError as e:
+        raise e.under("diagnostics") from None
+    except TypeError as e:
+        raise ConfigError("diagnostics", str(e).replace("WarningSigns.__init__() ", "")) from None

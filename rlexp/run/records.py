@@ -1,5 +1,5 @@
 """What TensorBoard's HParams, Text and Distributions dashboards read, built as summary
-protos and plain numbers. No writer here: rlexp.logger writes these into the run's own
+protos and plain numbers. No writer here: rlexp.run.logger writes these into the run's own
 event files (``<run dir>/tb``), and the trainer decides when.
 
 HParams (one row per job of a sweep, seeds of one setting grouped):

@@ -9,10 +9,9 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-from rlexp.envs import ActionAdapter
 from rlexp.errors import ConfigError, require
-from rlexp.observations import to_tensor
-from rlexp.evaluation import PolicyStepper, evaluate_policy, load_trained
+from rlexp.run.collector import Stepper
+from rlexp.run.episodes import load_trained, play_episodes
 
 
 USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] "
@@ -64,15 +63,12 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError("video", f"video needs extra packages: pip install \"rlexp[video]\" ({str(e).splitlines()[0]})") from None
     before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
-    to_env = ActionAdapter(env, device)
-    stepper = PolicyStepper(policy, env.num_envs, device)
-    obs, _ = env.reset(seed=args.seed)
+    stepper = Stepper(env, policy, device)
+    stepper.reset(args.seed)
     finished = 0
     with torch.inference_mode():
         while finished < args.video_episodes:
-            action = stepper.act(to_tensor(obs, env.single_observation_space, device), args.deterministic)
-            obs, _, terminated, truncated, _ = env.step(to_env(action))
-            stepper.stepped(terminated, truncated)
+            _, terminated, truncated, _, _ = stepper.step(stepper.predict(args.deterministic))
             finished += int((terminated | truncated).sum())
     env.close()
     return sorted(set(video_dir.glob("*.mp4")) - before)
@@ -82,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from rlexp.builders import resolve_device
-    from rlexp.checkpoint import checkpoint_path
+    from rlexp.run.checkpoint import checkpoint_path
 
     try:
         target, args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         device = resolve_device(args.device)
         policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
-        returns = evaluate_policy(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
+        returns = play_episodes(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
         env.close()
         kind = "deterministic" if args.deterministic else "stochastic"
         changed = f", with {' '.join(args.env)}" if args.env else ""

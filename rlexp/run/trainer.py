@@ -1,0 +1,312 @@
+"""The run's schedule: collect a rollout, update, then the callbacks (records, warning signs,
+progress, evaluation, checkpoints, the user's); at the end a last evaluation, last.pt and
+summary.json.
+
+The trainer builds the run's parts from its config and wires them together; it does no
+collection (rlexp.run.collector), computes no targets (the algorithm does), and holds none of
+the algorithm's hyperparameters. Backends are chosen here, once: the algorithm's numpy
+fast path (``fast_cpu``), when it applies, acts in the collector and updates in the algorithm.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlexp.algos.base import OnPolicyAlgorithm
+from rlexp.builders import build, resolve_device
+from rlexp.config import with_current_defaults
+from rlexp.data.rollout import Rollout
+from rlexp.envs import EnvSpec, is_torch_env, load_normalization_state, normalization_state, reward_threshold
+from rlexp.errors import ConfigError, TrainingError, require
+from rlexp.networks.actor_critic import native_bf16
+from rlexp.networks.heads import action_storage
+from rlexp.run import records
+from rlexp.run.callbacks import (Callback, CallbackList, Evaluation, PeriodicCheckpoint, PeriodicEvaluation, ProgressBar, Records,
+                                 WarningSignsCheck)
+from rlexp.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from rlexp.run.collector import Collector
+from rlexp.run.episodes import Evaluator
+from rlexp.run.logger import write_json_atomic
+from rlexp.run.stopping import StopRequest
+from rlexp.run.warning_signs import make_warning_signs
+
+log = logging.getLogger("rlexp")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: str | Path, callbacks: Iterable[Callback] = ()):
+        cfg = with_current_defaults(cfg)  # a run saved by an older rlexp lacks the keys added since
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        require(cfg.total_steps >= 1, "total_steps", f"must be >= 1, got {cfg.total_steps}")
+        require(cfg.torch_threads >= 1, "torch_threads", f"must be >= 1, got {cfg.torch_threads}")
+        require(cfg.eval.episodes >= 1, "eval.episodes", f"must be >= 1, got {cfg.eval.episodes}")
+        require(cfg.log_interval >= 1, "log_interval", f"must be >= 1, got {cfg.log_interval}")
+        require(cfg.eval.video_frames >= 1, "eval.video_frames", f"must be >= 1, got {cfg.eval.video_frames}")
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        try:
+            eval_device = self.device if cfg.eval.device == "same" else resolve_device(cfg.eval.device)
+        except ConfigError as e:
+            raise e.under("eval") from None
+        resume_state = load_checkpoint(cfg.resume, key="resume") if cfg.get("resume") else None
+        self.warning_signs = make_warning_signs(cfg.get("diagnostics"))
+        user_callbacks = [*(build("callbacks", node) for node in (cfg.get("callbacks") or [])), *callbacks]
+
+        self.env_spec: EnvSpec = build("env", cfg.env)
+        try:  # the env's reward normalisation discounts with the algorithm's gamma
+            self.env = self.env_spec.make(training=True, gamma=float(cfg.algo.gamma), device=self.device)
+        except ConfigError as e:
+            raise e.under("env") from None
+        self.policy = build("network", cfg.network, observation_space=self.env.single_observation_space,
+                            action_space=self.env.single_action_space).to(self.device)
+        if getattr(self.policy, "precision", "fp32") == "bf16" and not native_bf16(self.device):
+            log.warning("network.precision=bf16: %s has no bfloat16 units, so autocast emulates them and runs "
+                        "slower than float32 (network.precision=fp32)", self.device)
+        self.algo: OnPolicyAlgorithm = build("algo", cfg.algo, policy=self.policy)
+        self.steps_per_rollout = self.algo.n_steps * self.env.num_envs
+        try:
+            self.algo.check_rollout_size(self.steps_per_rollout)
+        except ConfigError as e:
+            raise e.under("algo") from None
+        if cfg.compile:  # dynamic: minibatch sizes vary a little (autoreset steps are dropped)
+            self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
+        # the backend, chosen once: a numpy fast path acts in the collector (not on torch-native
+        # envs, which take torch actions) and updates in the algorithm
+        self.backend = self.algo.enable_fast_cpu(cfg.fast_cpu, self.device, compiled=bool(cfg.compile))
+        native_env = is_torch_env(self.env)
+        self.rollout = Rollout(self.algo.n_steps, self.env.num_envs, self.env.single_observation_space,
+                               *action_storage(self.env.single_action_space), self.device,
+                               env_device=self.device if native_env else None,
+                               state_shape=tuple(self.policy.initial_state(1).shape[1:]))
+        act = self.backend.act_step if self.backend is not None and not native_env else None
+        self.collector = Collector(self.env, self.policy, self.rollout, self.device, act=act)
+        self.evaluator = Evaluator(self.env_spec, self.env, self.policy, self.device, eval_device, cfg.eval.episodes,
+                                   cfg.eval.deterministic, seed=cfg.seed + 10_000, video_frames=cfg.eval.video_frames)
+        self.global_step = self.updates = 0
+        self.train_time = 0.0
+        self.eval_history: list[tuple[int, float, float]] = []
+        # (env steps, training seconds, mean return of the last 100 episodes) after every update
+        self.progress_history: list[tuple[int, float, float]] = []
+        self.best_eval = -math.inf
+        if resume_state is not None:
+            self.load_state(resume_state)
+        # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
+        self.logger = build("logger", cfg.logger, run_dir=self.run_dir, purge_step=self.global_step + 1 if resume_state else None)
+        hparams = records.run_hparams(cfg, records.read_overrides(self.run_dir))
+        self.logger.start_hparams(hparams, records.group_name(hparams), step=self.global_step)
+        self.logger.text("config", records.config_markdown(cfg), self.global_step)
+        self.progress = ProgressBar(cfg.progress)
+        self.callbacks = CallbackList([Records(cfg.log_interval), WarningSignsCheck(), self.progress,
+                                       PeriodicEvaluation(cfg.eval.every_steps, cfg.eval.stop_at),
+                                       PeriodicCheckpoint(cfg.checkpoint.every_updates), *user_callbacks])
+        self.stop = StopRequest()
+        self.clock = Clock()
+
+    @property
+    def n_updates(self) -> int:
+        """Updates in the whole run (the last rollout may overshoot total_steps)."""
+        return math.ceil(self.cfg.total_steps / self.steps_per_rollout)
+
+    # -- the schedule -----------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        n_updates = self.n_updates
+        log.info("%s on %s: %d steps (%d updates of %d) on %s%s%s; run dir %s", type(self.algo).__name__, self.env_spec.id,
+                 n_updates * self.steps_per_rollout, n_updates, self.steps_per_rollout, self.device,
+                 " (numpy fast path: fast_cpu)" if self.backend is not None else " (autograd)",
+                 f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir)
+        # fresh episodes on resume: the environments' internal state is not checkpointed
+        self.collector.reset(seed=self.cfg.seed + self.updates)
+        self.clock = Clock(self.train_time)
+        try:
+            with self.stop:
+                self.callbacks.on_run_start(self)
+                while self.updates < n_updates and not self.stop and self.callbacks.stopped_by is None:
+                    metrics = self.train_one_rollout(progress_remaining=1.0 - self.updates / n_updates)
+                    self.callbacks.on_update_end(self, metrics)
+        except TrainingError as error:
+            # last.pt keeps the last good state: nothing from the diverged update is saved
+            self.finish("failed", error=str(error))
+            raise
+        except Exception:
+            # anything else (a bug, an env that raised): no summary.json, but the HParams session
+            # says it failed rather than staying open
+            with suppress(Exception):  # never in place of the error itself
+                self.progress.close()
+                self.logger.end_hparams("failed", {}, self.global_step)
+            raise
+        status = "interrupted" if self.stop and self.updates < n_updates else "finished"
+        if status == "finished" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
+            self.evaluate_and_log()
+        self.save("last.pt")
+        summary = self.finish(status)
+        if status == "interrupted":
+            log.warning("stopped by %s at step %d; checkpoints/last.pt saved", self.stop.name, self.global_step)
+        else:
+            if self.callbacks.stopped_by is not None:
+                log.info("stopped by %s at step %d", self.callbacks.stopped_by, self.global_step)
+            log.info("done: %d steps in %.1fs (%.0f SPS); eval return %.1f +/- %.1f", self.global_step, self.train_time,
+                     summary["sps"], summary["eval_return_mean"], summary["eval_return_std"])
+        return summary
+
+    def train_one_rollout(self, progress_remaining: float) -> dict[str, float]:
+        """Collect one rollout and update the policy on it; the update's metrics, with the
+        rollout's episode statistics and the speed."""
+        finished = self.collector.collect()
+        self.global_step += self.steps_per_rollout
+        if not bool(torch.isfinite(self.rollout.rewards_env).all()):
+            raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
+        last_value = self.collector.bootstrap_value()
+        # progress is measured at the start of the rollout so the last update still learns
+        # (CleanRL's choice; SB3 measures after collection and spends its last update at lr 0)
+        try:
+            metrics = self.algo.update(self.rollout, last_value, progress_remaining=progress_remaining)
+        except TrainingError as error:
+            raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
+        self.check_finite_parameters()
+        self.updates += 1
+        self.train_time = self.clock.train_time()
+        self.progress_history.append((self.global_step, self.train_time, self.collector.rolling_return()))
+        if finished:
+            metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
+            metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
+        metrics["time/sps"] = self.global_step / max(self.train_time, 1e-9)
+        return metrics
+
+    def check_finite_parameters(self) -> None:
+        """Non-finite losses and gradient norms stop the run at the end of their update (the
+        algorithm's finish_update); this catches finite gradients that still produced
+        NaN/Inf weights (an infinite learning rate, say)."""
+        named = list(self.policy.named_parameters())
+        if bool(torch.stack([torch.isfinite(param).all() for _, param in named]).all()):  # one host read
+            return
+        for name, param in named:
+            if not torch.isfinite(param).all():
+                raise TrainingError(f"parameter {name} became non-finite at step {self.global_step}")
+
+    def solved(self) -> bool:
+        """Whether the last evaluation reached ``eval.stop_at``."""
+        stop_at = self.cfg.eval.stop_at
+        return stop_at is not None and bool(self.eval_history) and self.eval_history[-1][1] >= stop_at
+
+    # -- evaluation -------------------------------------------------------------------
+    def evaluate_and_log(self) -> Evaluation:
+        returns = self.evaluator.returns()
+        evaluation = Evaluation(self.global_step, float(returns.mean()), float(returns.std()), returns)
+        self.eval_history.append((self.global_step, evaluation.mean, evaluation.std))
+        self.logger.log({"eval/return_mean": evaluation.mean, "eval/return_std": evaluation.std}, self.global_step)
+        log.info("step %d: eval return %.1f +/- %.1f over %d episodes", self.global_step, evaluation.mean, evaluation.std, len(returns))
+        if self.cfg.eval.video:
+            frames, fps = self.evaluator.video()
+            self.logger.video("eval/video", frames, self.global_step, fps=fps)
+        if evaluation.mean > self.best_eval:
+            self.best_eval = evaluation.mean
+            self.save("best.pt")
+        self.callbacks.on_evaluation_end(self, evaluation)
+        return evaluation
+
+    # -- checkpoints and the summary ----------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(), "optimizer": self.algo.optimizer.state_dict(),
+            "global_step": self.global_step, "updates": self.updates, "episodes": self.collector.episodes,
+            "train_time": self.train_time, "recent_returns": list(self.collector.recent_returns),
+            "eval_history": [list(e) for e in self.eval_history], "best_eval": self.best_eval,
+            "diagnostics": self.warning_signs.state(), **normalization_state(self.env), "rng": rng_state(),
+            "spaces": spaces_signature(self.env), "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue a run from its checkpoint; refuse one trained on other spaces or shapes."""
+        if state.get("spaces") != spaces_signature(self.env):
+            raise ConfigError("resume", f"checkpoint was trained on {state.get('spaces')}, this config gives {spaces_signature(self.env)}")
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.algo.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError("resume", f"checkpoint does not fit this network/optimizer config ({first[:200]})") from None
+        self.global_step, self.updates, self.train_time = state["global_step"], state["updates"], state["train_time"]
+        self.collector.episodes = state["episodes"]
+        self.collector.recent_returns.extend(state["recent_returns"])
+        self.eval_history = [tuple(e) for e in state["eval_history"]]
+        self.best_eval = state["best_eval"]
+        # each sign once per run, resumed or not, and measured against the run's own start
+        self.warning_signs.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"), progress=self.updates / self.n_updates)
+        load_normalization_state(self.env, state)
+        restore_rng_state(state["rng"])
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.run_dir / "checkpoints" / name, self.state())
+
+    def finish(self, status: str, error: Optional[str] = None) -> dict[str, Any]:
+        summary = self.summary(status)
+        if error:
+            summary["error"] = error
+        self.callbacks.on_run_end(self, summary)
+        # the final hparams/* scalars and the HParams session's real end status
+        self.logger.end_hparams(status, records.final_metrics(summary, reward_threshold(self.env_spec.id)), self.global_step)
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        self.close()
+        return summary
+
+    def summary(self, status: str) -> dict[str, Any]:
+        last = self.eval_history[-1] if self.eval_history else (self.global_step, float("nan"), float("nan"))
+        rolling = self.collector.rolling_return()
+        summary = {
+            "status": status, "algo": type(self.algo).__name__, "env_id": self.env_spec.id, "seed": int(self.cfg.seed),
+            "device": str(self.device), "steps": self.global_step, "updates": self.updates,
+            "train_time_s": round(self.train_time, 3), "sps": self.global_step / max(self.train_time, 1e-9),
+            "episodes": self.collector.episodes, "rolling_return": None if math.isnan(rolling) else rolling,
+            "eval_return_mean": last[1], "eval_return_std": last[2],
+            "best_eval_return": self.best_eval if self.eval_history else None, "reached_stop_at": self.solved(),
+            "eval_history": [list(e) for e in self.eval_history], "diagnostics": dict(self.warning_signs.fired),
+        }
+        if self.callbacks.stopped_by is not None:
+            summary["stopped_by"] = self.callbacks.stopped_by
+        return summary
+
+    def close(self) -> None:
+        self.progress.close()
+        self.logger.close()
+        self.env.close()
+        self.evaluator.close()
+
+
+def spaces_signature(env: gym.vector.VectorEnv) -> str:
+    return f"obs {env.single_observation_space}, actions {env.single_action_space}"
+
+
+class Clock:
+    """Training wall time: resumes from ``already`` seconds and leaves evaluation out."""
+
+    def __init__(self, already: float = 0.0):
+        self.start, self.already, self.excluded = time.perf_counter(), already, 0.0
+
+    def train_time(self) -> float:
+        return self.already + time.perf_counter() - self.start - self.excluded
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - begin
