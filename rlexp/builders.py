@@ -12,10 +12,13 @@ from omegaconf import DictConfig, open_dict
 from rlexp.errors import ConfigError, require
 
 
-#: ``_target_`` paths that runs saved before the package layout change (rlexp 0.1) name, and
-#: where those classes live now: such runs still resume and evaluate
+#: ``_target_`` paths that runs saved before a package layout change name, and where those
+#: classes live now: such runs still resume and evaluate. rlexp 0.1 kept the network in
+#: rlexp.policies; the loggers moved into rlexp/run/ with the collector change.
 MOVED_TARGETS = {
     "rlexp.policies.ActorCritic": "rlexp.networks.ActorCritic",
+    "rlexp.logger.TensorBoardLogger": "rlexp.run.logger.TensorBoardLogger",
+    "rlexp.logger.NullLogger": "rlexp.run.logger.NullLogger",
 }
 
 

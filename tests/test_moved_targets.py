@@ -11,6 +11,8 @@ import yaml
 from conftest import ROOT, run_cli
 
 OLD, NEW = "rlexp.policies.ActorCritic", "rlexp.networks.ActorCritic"
+#: the logger's target before rlexp/run/ existed
+OLD_LOGGER, NEW_LOGGER = "rlexp.logger.TensorBoardLogger", "rlexp.run.logger.TensorBoardLogger"
 
 
 def rlexp_eval(*args):
@@ -21,18 +23,20 @@ def as_saved_before_the_move(run_dir):
     """Rewrite a run's saved configs the way rlexp 0.1 wrote them (network target rlexp.policies)."""
     saved = run_dir / ".hydra" / "config.yaml"
     cfg = yaml.safe_load(saved.read_text())
-    assert cfg["network"]["_target_"] == NEW
-    cfg["network"]["_target_"] = OLD
+    assert cfg["network"]["_target_"] == NEW and cfg["logger"]["_target_"] == NEW_LOGGER
+    cfg["network"]["_target_"], cfg["logger"]["_target_"] = OLD, OLD_LOGGER
+    del cfg["callbacks"]  # a key those runs did not have
     saved.write_text(yaml.safe_dump(cfg))
     for path in (run_dir / "checkpoints").glob("*.pt"):
         state = torch.load(path, weights_only=True)
-        state["config"]["network"]["_target_"] = OLD
+        state["config"]["network"]["_target_"], state["config"]["logger"]["_target_"] = OLD, OLD_LOGGER
+        del state["config"]["callbacks"]
         torch.save(state, path)
 
 
 def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("total_steps=2048", "progress=false", "logger=none", "eval.episodes=3", f"hydra.run.dir={run_dir}")
+    result = run_cli("total_steps=2048", "progress=false", "eval.episodes=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     before = rlexp_eval(run_dir, "episodes=3")
     assert before.returncode == 0, before.stderr
@@ -47,3 +51,4 @@ def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] == 4096
     assert state["config"]["network"]["_target_"] == OLD  # the run's own saved config, as it was composed
+    assert (run_dir / "tb").is_dir()  # the old logger target built today's TensorBoard logger
