@@ -131,7 +131,7 @@ def test_the_reader_sees_the_layout():
     assert "rlexp.algos.ppo_fast_cpu" in graph["rlexp.algos.ppo"]  # `from rlexp.algos import ppo_fast_cpu`
     assert "rlexp.networks.heads" in graph["rlexp.networks.actor_critic"]
     assert "rlexp.run.trainer" in graph["rlexp.analysis.benchmark"]  # a lazy import, inside a function
-    assert {"rlexp.envs", "rlexp.networks", "rlexp.algos", "rlexp.analysis"} <= set(graph)
+    assert {"rlexp.envs", "rlexp.networks", "rlexp.algos", "rlexp.analysis", "rlexp.run", "rlexp.data", "rlexp.cli"} <= set(graph)
 
 
 def write_package(root: Path, files: dict[str, str]) -> Path:
@@ -173,3 +173,68 @@ def test_forbidden_directions_are_found(tmp_path):
         "rlexp.run.trainer imports rlexp.cli.train: the run is below the entry points",
         "rlexp.data.rollout imports rlexp.analysis.results: the training path never reads the analysis tools",
     ]
+
+
+def test_the_top_floor_holds_at_most_eight_modules():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+
+
+def receiver(node: ast.expr) -> str:
+    """The name a method is called on: ``env`` in ``env.step()``, ``eval_env`` in ``self.eval_env.step()``."""
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def env_calls(root: Path, attribute: str) -> dict[str, int]:
+    """{module: number of ``<...env>.<attribute>(...)`` calls in it} over the package ``root``
+    (an object whose name ends in env: env, self.env, eval_env, vec_env...)."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        n = sum(1 for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attribute
+                and receiver(node.func.value).lower().endswith("env"))
+        if n:
+            found[module_name(path, root)] = n
+    return found
+
+
+def attribute_reads(root: Path, names: set[str]) -> dict[str, int]:
+    """{module: number of reads of an attribute, or of a ``getattr``/``hasattr`` string, in ``names``}."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        n = 0
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in names:
+                n += 1
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                  and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in names):
+                n += 1
+        if n:
+            found[module_name(path, root)] = n
+    return found
+
+
+def test_only_the_collector_steps_an_env_on_the_training_path():
+    """Envs are stepped in rlexp.run.collector: training, evaluation and rlexp-eval's videos all go
+    through its Stepper. envs/ steps the inner envs it wraps; analysis/ times SB3."""
+    steppers = {m for m in env_calls(PACKAGE, "step") if not within(m, "rlexp.envs") and not within(m, ANALYSIS)}
+    assert steppers == {"rlexp.run.collector"}, steppers
+
+
+def test_recurrence_is_asked_only_where_it_lives():
+    """Outside rlexp/networks and the sequence minibatching (rlexp/data/rollout.py) a policy's
+    state is data passed along: nothing reads is_recurrent or a .recurrent attribute. The
+    agent's ``stateful`` (read by rlexp-export too) decides the public return type only."""
+    askers = {m for m in attribute_reads(PACKAGE, {"is_recurrent", "recurrent", "stateful"})
+              if not within(m, "rlexp.networks") and not within(m, ANALYSIS)}  # analysis: SB3's recurrent case
+    assert askers <= {"rlexp.data.rollout", "rlexp.agent", "rlexp.cli.export"}, askers
+    readers = {m for m in attribute_reads(PACKAGE, {"is_recurrent", "recurrent"}) if not within(m, ANALYSIS)}
+    assert readers <= {"rlexp.networks.actor_critic", "rlexp.networks.recurrent"}, readers
+
+
+def test_the_fast_path_is_chosen_once():
+    """Whether PPO's numpy backend runs is decided in the trainer, which hands it to the
+    collector and keeps it for the analysis tools; only the algorithm it serves reads it."""
+    readers = {m for m in attribute_reads(PACKAGE, {"fast", "backend"})
+               if not within(m, ANALYSIS) and not within(m, "rlexp.envs")}  # envs: env.backend, the torch-native envs
+    assert readers <= {"rlexp.run.trainer", "rlexp.algos.ppo", "rlexp.algos.base"}, readers
