@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from rlexp.algos import ppo_fast_cpu
 from rlexp.algos.base import SCHEDULES, OnPolicyAlgorithm, fast_cpu_setting
-from rlexp.errors import ConfigError, require
+from rlexp.errors import require
 from rlexp.data.rollout import Batch, Rollout
 
 

@@ -85,8 +85,8 @@ def run_one(env_id: str, seconds: int = 120) -> Entry:
         cfg = compose_config([f"env.id={env_id}", *TINY])
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = Trainer(cfg, run_dir)
-            obs, ended = trainer.reset_envs(seed=0)
-            trainer.train_one_rollout(obs, ended, progress_remaining=1.0)
+            trainer.collector.reset(seed=0)
+            trainer.train_one_rollout(progress_remaining=1.0)
             spaces = f"{type(trainer.env.single_observation_space).__name__} -> {type(trainer.env.single_action_space).__name__}"
             encoder = type(trainer.policy.actor_encoder).__name__
             trainer.close()

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rlexp.run import records as tb_records
+from rlexp.run import records
 from rlexp.errors import require
 from rlexp.files import write_atomic
 
@@ -32,7 +32,7 @@ class NullLogger:
         """Frames (T, H, W, 3) uint8 as a TensorBoard video."""
 
     # -- TensorBoard's HParams and Distributions dashboards (rlexp.run.records) ---------------
-    #: write distributions every N updates (0: never); the trainer computes them only then
+    #: write distributions every N updates (0: never); the Records callback computes them only then
     histogram_every: int = 0
 
     def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0) -> None:
@@ -75,34 +75,34 @@ class TensorBoardLogger(NullLogger):
                 self.writer.add_scalar(tag, value, global_step=step)
 
     def text(self, tag: str, text: str, step: int) -> None:
-        self._write(tb_records.text_summary(tag, text), step)  # under exactly ``tag`` (add_text appends /text_summary)
+        self._write(records.text_summary(tag, text), step)  # under exactly ``tag`` (add_text appends /text_summary)
 
     def video(self, tag: str, frames: Any, step: int, fps: int = 30) -> None:
-        self._write(tb_records.gif_summary(tag, frames, fps), step)
+        self._write(records.gif_summary(tag, frames, fps), step)
 
     def _write(self, summary: Any, step: int) -> None:
         self.writer._get_file_writer().add_summary(summary, global_step=step)
 
     def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0) -> None:
-        self._write(tb_records.experiment_summary(hparams), step)
-        self._write(tb_records.session_start_summary(hparams, group), step)
+        self._write(records.experiment_summary(hparams), step)
+        self._write(records.session_start_summary(hparams, group), step)
 
     def end_hparams(self, status: str, metrics: Mapping[str, float], step: int) -> None:
         self.log(metrics, step)
-        end = tb_records.session_end_summary(status)
+        end = records.session_end_summary(status)
         if end is not None:
             self._write(end, step)
         self.writer.flush()
 
     def histograms(self, values: Mapping[str, Any], step: int) -> None:
         for tag, value in values.items():
-            array = tb_records.finite_values(value)
+            array = records.finite_values(value)
             if array is not None:
-                self.writer.add_histogram(tag, array, global_step=step, bins=tb_records.HISTOGRAM_BINS)
+                self.writer.add_histogram(tag, array, global_step=step, bins=records.HISTOGRAM_BINS)
 
     def counts(self, tag: str, counts: Sequence[int], step: int) -> None:
         if sum(counts) > 0:
-            self._write(tb_records.count_histogram_summary(tag, counts), step)
+            self._write(records.count_histogram_summary(tag, counts), step)
 
     def flush(self) -> None:
         self.writer.flush()
