@@ -85,3 +85,49 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- a run's state ------------------------------------------------------------------------------
+def run_state(trainer: Any) -> dict[str, Any]:
+    """What checkpoints/*.pt hold of a run (rlexp.run.trainer.Trainer): weights, optimiser, progress,
+    episode statistics, evaluation history, warning signs' memory, normalisation statistics,
+    random generators, the spaces and the config."""
+    from omegaconf import OmegaConf
+
+    from rlexp.envs import normalization_state
+
+    return {
+        "policy": trainer.policy.state_dict(), "optimizer": trainer.algo.optimizer.state_dict(),
+        "global_step": trainer.global_step, "updates": trainer.updates, "episodes": trainer.collector.episodes,
+        "train_time": trainer.train_time, "recent_returns": list(trainer.collector.recent_returns),
+        "eval_history": [list(e) for e in trainer.eval_history], "best_eval": trainer.best_eval,
+        "diagnostics": trainer.warning_signs.state(), **normalization_state(trainer.env), "rng": rng_state(),
+        "spaces": spaces_signature(trainer.env), "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+    }
+
+
+def restore_run_state(trainer: Any, state: dict[str, Any]) -> None:
+    """Continue a run from ``state``; refuse one trained on other spaces or shapes."""
+    from rlexp.envs import load_normalization_state
+
+    if state.get("spaces") != spaces_signature(trainer.env):
+        raise ConfigError("resume", f"checkpoint was trained on {state.get('spaces')}, this config gives {spaces_signature(trainer.env)}")
+    try:
+        trainer.policy.load_state_dict(state["policy"])
+        trainer.algo.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError("resume", f"checkpoint does not fit this network/optimizer config ({first[:200]})") from None
+    trainer.global_step, trainer.updates, trainer.train_time = state["global_step"], state["updates"], state["train_time"]
+    trainer.collector.episodes = state["episodes"]
+    trainer.collector.recent_returns.extend(state["recent_returns"])
+    trainer.eval_history = [tuple(e) for e in state["eval_history"]]
+    trainer.best_eval = state["best_eval"]
+    # each sign once per run, resumed or not, and measured against the run's own start
+    trainer.warning_signs.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"), progress=trainer.updates / trainer.n_updates)
+    load_normalization_state(trainer.env, state)
+    restore_rng_state(state["rng"])
+
+
+def spaces_signature(env: Any) -> str:
+    return f"obs {env.single_observation_space}, actions {env.single_action_space}"

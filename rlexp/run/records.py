@@ -396,3 +396,21 @@ def finite_values(values: Any) -> Optional[np.ndarray]:
         array = array[np.isfinite(array)]
     return array if array.size else None
 
+
+
+def run_summary(trainer: Any, status: str) -> dict[str, Any]:
+    """summary.json of a run (rlexp.run.trainer.Trainer) that ended with ``status``."""
+    last = trainer.eval_history[-1] if trainer.eval_history else (trainer.global_step, float("nan"), float("nan"))
+    rolling = trainer.collector.rolling_return()
+    summary = {
+        "status": status, "algo": type(trainer.algo).__name__, "env_id": trainer.env_spec.id, "seed": int(trainer.cfg.seed),
+        "device": str(trainer.device), "steps": trainer.global_step, "updates": trainer.updates,
+        "train_time_s": round(trainer.train_time, 3), "sps": trainer.global_step / max(trainer.train_time, 1e-9),
+        "episodes": trainer.collector.episodes, "rolling_return": None if math.isnan(rolling) else rolling,
+        "eval_return_mean": last[1], "eval_return_std": last[2],
+        "best_eval_return": trainer.best_eval if trainer.eval_history else None, "reached_stop_at": trainer.solved(),
+        "eval_history": [list(e) for e in trainer.eval_history], "diagnostics": dict(trainer.warning_signs.fired),
+    }
+    if trainer.callbacks.stopped_by is not None:
+        summary["stopped_by"] = trainer.callbacks.stopped_by
+    return summary

@@ -18,23 +18,22 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.config import with_current_defaults
 from rlexp.data.rollout import Rollout
-from rlexp.envs import EnvSpec, is_torch_env, load_normalization_state, normalization_state, reward_threshold
+from rlexp.envs import EnvSpec, is_torch_env, reward_threshold
 from rlexp.errors import ConfigError, TrainingError, require
 from rlexp.networks.actor_critic import native_bf16
 from rlexp.networks.heads import action_storage
 from rlexp.run import records
 from rlexp.run.callbacks import (Callback, CallbackList, Evaluation, PeriodicCheckpoint, PeriodicEvaluation, ProgressBar, Records,
                                  WarningSignsCheck)
-from rlexp.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from rlexp.run.checkpoint import load_checkpoint, restore_run_state, run_state, save_checkpoint
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
 from rlexp.run.logger import write_json_atomic
@@ -224,34 +223,11 @@ class Trainer:
 
     # -- checkpoints and the summary ----------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy.state_dict(), "optimizer": self.algo.optimizer.state_dict(),
-            "global_step": self.global_step, "updates": self.updates, "episodes": self.collector.episodes,
-            "train_time": self.train_time, "recent_returns": list(self.collector.recent_returns),
-            "eval_history": [list(e) for e in self.eval_history], "best_eval": self.best_eval,
-            "diagnostics": self.warning_signs.state(), **normalization_state(self.env), "rng": rng_state(),
-            "spaces": spaces_signature(self.env), "config": OmegaConf.to_container(self.cfg, resolve=True),
-        }
+        return run_state(self)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue a run from its checkpoint; refuse one trained on other spaces or shapes."""
-        if state.get("spaces") != spaces_signature(self.env):
-            raise ConfigError("resume", f"checkpoint was trained on {state.get('spaces')}, this config gives {spaces_signature(self.env)}")
-        try:
-            self.policy.load_state_dict(state["policy"])
-            self.algo.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError("resume", f"checkpoint does not fit this network/optimizer config ({first[:200]})") from None
-        self.global_step, self.updates, self.train_time = state["global_step"], state["updates"], state["train_time"]
-        self.collector.episodes = state["episodes"]
-        self.collector.recent_returns.extend(state["recent_returns"])
-        self.eval_history = [tuple(e) for e in state["eval_history"]]
-        self.best_eval = state["best_eval"]
-        # each sign once per run, resumed or not, and measured against the run's own start
-        self.warning_signs.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"), progress=self.updates / self.n_updates)
-        load_normalization_state(self.env, state)
-        restore_rng_state(state["rng"])
+        restore_run_state(self, state)
 
     def save(self, name: str) -> None:
         save_checkpoint(self.run_dir / "checkpoints" / name, self.state())
@@ -268,30 +244,13 @@ class Trainer:
         return summary
 
     def summary(self, status: str) -> dict[str, Any]:
-        last = self.eval_history[-1] if self.eval_history else (self.global_step, float("nan"), float("nan"))
-        rolling = self.collector.rolling_return()
-        summary = {
-            "status": status, "algo": type(self.algo).__name__, "env_id": self.env_spec.id, "seed": int(self.cfg.seed),
-            "device": str(self.device), "steps": self.global_step, "updates": self.updates,
-            "train_time_s": round(self.train_time, 3), "sps": self.global_step / max(self.train_time, 1e-9),
-            "episodes": self.collector.episodes, "rolling_return": None if math.isnan(rolling) else rolling,
-            "eval_return_mean": last[1], "eval_return_std": last[2],
-            "best_eval_return": self.best_eval if self.eval_history else None, "reached_stop_at": self.solved(),
-            "eval_history": [list(e) for e in self.eval_history], "diagnostics": dict(self.warning_signs.fired),
-        }
-        if self.callbacks.stopped_by is not None:
-            summary["stopped_by"] = self.callbacks.stopped_by
-        return summary
+        return records.run_summary(self, status)
 
     def close(self) -> None:
         self.progress.close()
         self.logger.close()
         self.env.close()
         self.evaluator.close()
-
-
-def spaces_signature(env: gym.vector.VectorEnv) -> str:
-    return f"obs {env.single_observation_space}, actions {env.single_action_space}"
 
 
 class Clock:
