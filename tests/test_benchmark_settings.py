@@ -59,4 +59,4 @@ def test_gpu_benchmark_variants_build(compose_cfg, tmp_path, variant):
     steps_per_update = cfg.algo.n_epochs * (trainer.steps_per_rollout // cfg.algo.batch_size)
     expected = {"preset": (131_072, 80), "envs16384x32": (524_288, 80), "envs16384_mb2x4": (524_288, 8)}[variant]
     assert (trainer.steps_per_rollout, steps_per_update) == expected
-    assert trainer.env.num_envs == cfg.env.num_envs and trainer.eval_device.type == "cpu"
+    assert trainer.env.num_envs == cfg.env.num_envs and trainer.evaluator.eval_device.type == "cpu"

@@ -36,8 +36,8 @@ def test_training_on_cuda_evaluates_on_a_cpu_copy(compose_cfg, tmp_path):
     on_cpu = Trainer(compose_cfg(*common), tmp_path / "cpu")
     on_gpu = Trainer(compose_cfg(*common, "eval.device=same"), tmp_path / "gpu")
     on_gpu.policy.load_state_dict(on_cpu.policy.state_dict())
-    assert on_cpu.evaluate().tolist() == on_gpu.evaluate().tolist()
-    assert next(on_cpu.eval_policy.parameters()).device.type == "cpu" and on_gpu.eval_policy is None
+    assert on_cpu.evaluator.returns().tolist() == on_gpu.evaluator.returns().tolist()
+    assert next(on_cpu.evaluator.copy.parameters()).device.type == "cpu" and on_gpu.evaluator.copy is None
     native = Trainer(compose_cfg(*common, "env.backend=torch"), tmp_path / "native")
     summary = native.fit()
     assert summary["steps"] == 4096 and next(native.policy.parameters()).device.type == "cuda"

@@ -79,13 +79,13 @@ def test_evaluation_on_another_device_uses_a_fresh_copy_of_the_policy(compose_cf
     common = ("device=cpu", f"env.backend={backend}", "env.num_envs=4", "algo.n_steps=64", "eval.episodes=3", "logger=none", "progress=false")
     same = Trainer(compose_cfg(*common, "eval.device=same"), tmp_path / "same")
     other = Trainer(compose_cfg(*common, "eval.device=cpu:0"), tmp_path / "other")
-    assert same.eval_device == same.device and other.eval_device != other.device
+    assert same.evaluator.eval_device == same.device and other.evaluator.eval_device != other.device
     other.policy.load_state_dict(same.policy.state_dict())
     for _ in range(2):  # the copy follows the weights from one evaluation to the next
-        assert same.evaluate().tolist() == other.evaluate().tolist()
-        assert same.policy_on_eval_device() is same.policy
-        copy = other.policy_on_eval_device()
-        assert copy is not other.policy and copy is other.eval_policy
+        assert same.evaluator.returns().tolist() == other.evaluator.returns().tolist()
+        assert same.evaluator.policy_on_eval_device() is same.policy
+        copy = other.evaluator.policy_on_eval_device()
+        assert copy is not other.policy and copy is other.evaluator.copy
         assert all(torch.equal(a, b) for a, b in zip(copy.parameters(), other.policy.parameters()))
         assert {p.data_ptr() for p in copy.parameters()}.isdisjoint(p.data_ptr() for p in other.policy.parameters())
         with torch.no_grad():

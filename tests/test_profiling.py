@@ -13,7 +13,7 @@ def test_profile_reports_phases_and_operators(fast_cpu, path):
     # the RL Zoo CartPole preset: 8 envs x 32 steps, 20 epochs of one minibatch
     assert "2 rollouts of 256 env steps, 20 gradient steps each" in text
     assert f"update path: {path}" in text
-    for phase in ("collection", "GAE", "update", "total"):
+    for phase in ("collection", "bootstrap value", "update", "total"):
         assert re.search(rf"^\| {phase} \| [0-9.]+ \|", text, re.M), phase
     ms = float(re.search(r"([0-9.]+) ms per gradient step", text).group(1))
     assert ms > 0

@@ -135,15 +135,14 @@ def _interrupted_then_resumed(run_dir: Path) -> None:
     # dashboard's columns come from the first run's experiment record TensorBoard reads, in no fixed order.)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in settings))
-    trainer = Trainer(compose_config(settings), run_dir)
-    record = trainer.record
+    from rlexp import Callback
 
-    def record_then_stop(metrics, finished):
-        record(metrics, finished)
-        if trainer.updates == 2:
-            trainer.stop.signum = signal.SIGTERM
+    class SigtermAfterTwo(Callback):
+        def on_update_end(self, trainer, metrics):
+            if trainer.updates == 2:
+                trainer.stop.signum = signal.SIGTERM  # what the SIGTERM handler does
 
-    trainer.record = record_then_stop
+    trainer = Trainer(compose_config(settings), run_dir, callbacks=[SigtermAfterTwo()])
     assert trainer.fit()["status"] == "interrupted"
     assert Trainer(compose_config([*settings, f"resume={run_dir}"]), run_dir).fit()["status"] == "finished"
 

@@ -74,7 +74,7 @@ def profile(overrides: list[str], rollouts: int = 20, warmup: int = 3, top: int 
             "| --- | --- | --- | --- |",
             f"| collection | {collect * 1e3:.1f} | {collect / total:.0%} | {collect / trainer.rollout.n_steps * 1e6:.0f} us per vector step of {trainer.env.num_envs} envs |",
             f"| bootstrap value | {bootstrap * 1e3:.2f} | {bootstrap / total:.0%} | |",
-            f"| update (targets included) | {update * 1e3:.1f} | {update / total:.0%} | {update / max(grad_steps, 1) * 1e3:.3f} ms per gradient step |",
+            f"| update | {update * 1e3:.1f} | {update / total:.0%} | {update / max(grad_steps, 1) * 1e3:.3f} ms per gradient step (the algorithm's targets included) |",
             f"| total | {total * 1e3:.1f} | | {env_steps / total:,.0f} env steps/s without evaluation and logging |",
         ]
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
