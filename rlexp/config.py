@@ -144,8 +144,7 @@ class DiagnosticsSchema:
     max_approx_kl: float = MISSING
     max_clip_fraction: float = MISSING
     warmup_fraction: float = MISSING
-    value_window_fraction: float = MISSING
-    min_target_spread: float = MISSING
+    max_best_explained_variance: float = MISSING
     flat_return_fraction: float = MISSING
     max_entropy_fraction: float = MISSING
     first_ratio_tolerance: float = MISSING

@@ -53,24 +53,25 @@ def test_value_not_learning_after_the_warm_up():
     assert feed(make_warning_signs(), [{"train/explained_variance": v} for v in [0.9, -5.9, 0.95, 0.97, 0.9] * 3]) == []
 
 
-def test_value_check_ignores_targets_that_do_not_vary():
-    """CartPole at 500: every value target is about the same, explained variance is noise."""
-    d = make_warning_signs()
-    fired = [f.name for i in range(10)
-             for f in d.check({**CALM, "train/explained_variance": -0.4}, (i + 1) / 10, 50.0 * i, 1.0, 100.0, False, target_spread=0.02)]
-    assert fired == []
+def test_a_critic_that_learnt_is_not_flagged_for_stretches_near_zero():
+    """Healthy CartPole critics: high early, then long stretches of explained variance about 0 once
+    returns saturate at 500 (the recent-median rule this replaced fired on 12 of 20 default runs)."""
+    ev = [0.0] * 5 + [0.6, 0.9, 0.4] + [-0.003, 0.001, -0.01] * 14
+    assert feed(make_warning_signs(), [{"train/explained_variance": v} for v in ev], n_updates=len(ev)) == []
 
 
-def test_value_window_grows_with_the_number_of_updates():
-    """A2C makes thousands of small updates: 5 of them below 0 say little; 5% of training does."""
-    d = make_warning_signs()
-    ev = [0.3] * 300 + [-0.1] * 10 + [0.3] * 190   # 500 updates; 10 bad ones < 5% = 25
-    fired = [f.name for i, v in enumerate(ev) for f in d.check({**CALM, "train/explained_variance": v}, (i + 1) / 500, float(i), 1.0, 10.0, False)]
-    assert fired == []
-    d = make_warning_signs()
-    ev = [0.3] * 300 + [-0.1] * 30
-    fired = [f.name for i, v in enumerate(ev) for f in d.check({**CALM, "train/explained_variance": v}, (i + 1) / 500, float(i), 1.0, 10.0, False)]
-    assert fired == ["value_not_learning"]
+def test_a_critic_that_never_learns_is_flagged_after_the_warm_up():
+    """vf_coef=0 as measured: explained variance within a few hundredths of 0 for the whole run."""
+    ev = [0.004, -0.01, 0.02, 0.043, -0.02, 0.01, 0.0, -0.03, 0.01, 0.02] * 3
+    updates = [{"train/explained_variance": v} for v in ev]
+    assert feed(make_warning_signs(), updates, n_updates=30) == ["value_not_learning"]
+    # it fires at the first update past the warm-up (20% of 30 updates: the 6th), not before
+    signs = make_warning_signs()
+    first = next(i for i, v in enumerate(ev, start=1)
+                 if signs.check({**CALM, "train/explained_variance": v}, i / 30, float(i), 1.0, 10.0, False))
+    assert first == 6
+    # the threshold is the config's: below what this critic reached, nothing fires
+    assert feed(make_warning_signs(max_best_explained_variance=0.01), updates, n_updates=30) == []
 
 
 def test_nothing_learnt_while_entropy_stays_high():

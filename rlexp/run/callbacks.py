@@ -125,15 +125,11 @@ class WarningSignsCheck(Callback):
             return
         rollout = trainer.rollout
         abs_reward = float(rollout.rewards_env.abs().max())
-        abs_target, spread = 0.0, float("inf")
         targets = trainer.algo.value_targets(rollout)
-        if targets is not None:
-            magnitude = targets.abs()
-            abs_target = float(magnitude.max()) if targets.numel() else 0.0
-            spread = float(targets.std() / magnitude.mean().clamp_min(1e-8)) if targets.numel() > 1 else float("inf")
+        abs_target = float(targets.abs().max()) if targets is not None and targets.numel() else 0.0
         normalized = bool(getattr(trainer.env_spec, "normalize_reward", False))
         progress = trainer.updates / trainer.n_updates
-        for finding in signs.check(metrics, progress, trainer.collector.rolling_return(), abs_reward, abs_target, normalized, spread):
+        for finding in signs.check(metrics, progress, trainer.collector.rolling_return(), abs_reward, abs_target, normalized):
             line = finding.line()
             log.warning("step %d: %s", trainer.global_step, line)
             trainer.logger.text(f"diagnostics/{finding.name}", line, trainer.global_step)
