@@ -35,8 +35,9 @@ CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
 DEFAULT_SEEDS = {"healthy": range(5), "fault": range(5)}
 
 
-def record_run(case: str, seed: int) -> dict[str, Any]:
-    """One run of ``case`` on ``seed``: what the checks were given after every update."""
+def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
+    """One run of ``case`` on ``seed`` (``extra``: more overrides): what the checks were given after
+    every update, and what fired during the run (``fired_live``)."""
     from rlexp.config import compose_config
     from rlexp.run.callbacks import Callback
     from rlexp.run.trainer import Trainer
@@ -58,11 +59,11 @@ def record_run(case: str, seed: int) -> dict[str, Any]:
 
     label, overrides, meant = CASES[case]
     recorder = Recorder()
-    cfg = compose_config([*overrides, f"seed={seed}", "logger=none", "progress=false", "checkpoint.every_updates=0"])
+    cfg = compose_config([*overrides, f"seed={seed}", "logger=none", "progress=false", "checkpoint.every_updates=0", *extra])
     with tempfile.TemporaryDirectory() as run_dir:
         summary = Trainer(cfg, run_dir, callbacks=[recorder]).fit()
     return {"case": case, "label": label, "meant": list(meant), "seed": seed, "overrides": overrides,
-            "eval_return": summary["eval_return_mean"], "updates": recorder.updates}
+            "eval_return": summary["eval_return_mean"], "fired_live": summary["diagnostics"], "updates": recorder.updates}
 
 
 def replay(run: Mapping[str, Any], **settings: Any) -> dict[str, int]:
