@@ -23,7 +23,7 @@ def test_the_table_counts_false_alarms_and_detections():
     runs = [synthetic("healthy_run", "healthy", [], [0.0, 0.5, 0.9] + [0.0] * 17),
             synthetic("broken_critic", "fault", ["value_not_learning"], [0.01] * 20)]
     text = table(runs)
-    assert "| healthy_run | healthy | 1 | 0: - | 0 of 1 with a false alarm |" in text
-    assert "| broken_critic | fault | 1 | 0: value_not_learning@5 | 1 of 1 detected |" in text
+    assert "| healthy_run | healthy | 1 | - | 0: - | 0 of 1 with a false alarm |" in text
+    assert "| broken_critic | fault | 1 | - | 0: value_not_learning@5 | 1 of 1 detected |" in text
     # with a threshold above what the healthy critic reached, the healthy run becomes a false alarm
     assert "1 of 1 with a false alarm" in table(runs, max_best_explained_variance=0.95)
