@@ -58,6 +58,8 @@ TRAIN_CASES = [
     (["eval.video_frames=0"], ["eval.video_frames", ">= 1"]),
     (["diagnostics.max_approx_kl=-1"], ["diagnostics.max_approx_kl", "> 0"]),
     (["diagnostics.early_fraction=2"], ["diagnostics.early_fraction", "[0, 1]"]),
+    (["diagnostics.max_best_explained_variance=3"], ["diagnostics.max_best_explained_variance", "[-1, 1]"]),
+    (["callbacks=5"], ["callbacks", "must be a list"]),
     (["logger.histogram_every=-1"], ["logger.histogram_every", ">= 0"]),
     (["network=cnn"], ["network.encoder", "cnn needs an image"]),
     (["env.id=FrozenLake-v1", "env.normalize_obs=true"], ["env.normalize_obs", "Box observations only"]),

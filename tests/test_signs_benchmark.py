@@ -14,7 +14,7 @@ def test_replaying_a_recording_gives_what_fired_during_the_run():
 
 def synthetic(case, label, meant, ev):
     updates = [{"metrics": {"train/explained_variance": v, "train/entropy": 0.6, "train/approx_kl": 0.001, "train/clip_fraction": 0.05},
-                "progress": (i + 1) / len(ev), "rolling_return": float(i), "abs_reward": 1.0, "abs_target": 10.0, "normalized": False}
+                "progress": (i + 1) / len(ev), "rolling_return": float(i), "abs_reward": 1.0, "abs_value_target": 10.0, "normalized_rewards": False}
                for i, v in enumerate(ev)]
     return {"case": case, "label": label, "meant": meant, "seed": 0, "updates": updates}
 

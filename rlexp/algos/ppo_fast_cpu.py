@@ -132,15 +132,14 @@ class FastActorCritic:
                 param.data = view
         self.flat = flat.numpy()
         self.grad = np.zeros(total, dtype=np.float32)
-        # each parameter's .grad is its slice of that buffer: whoever reads gradients (the
-        # TensorBoard records) reads them as on the autograd path
-        grad = torch.from_numpy(self.grad)
-        for param, a, b in zip(self.params, np.cumsum([0] + [p.numel() for p in self.params])[:-1],
-                               np.cumsum([p.numel() for p in self.params])):
-            param.grad = grad[a:b].view_as(param)
         self.exp_avg, self.exp_avg_sq = torch.zeros(total), torch.zeros(total)
         self.step_count = 0
         self._offsets = np.cumsum([0] + [p.numel() for p in self.params])
+        # each parameter's .grad is its slice of the gradient buffer: whoever reads gradients
+        # (the TensorBoard records) reads them as on the autograd path
+        grad = torch.from_numpy(self.grad)
+        for param, a, b in zip(self.params, self._offsets[:-1], self._offsets[1:]):
+            param.grad = grad[a:b].view_as(param)
         # each parameter's slices of the moment buffers: what Adam's state must hold
         self._moments = [(self.exp_avg[a:b].view_as(p), self.exp_avg_sq[a:b].view_as(p))
                          for p, a, b in zip(self.params, self._offsets[:-1], self._offsets[1:])]

@@ -39,7 +39,7 @@ def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
     """One run of ``case`` on ``seed`` (``extra``: more overrides): what the checks were given after
     every update, and what fired during the run (``fired_live``)."""
     from rlexp.config import compose_config
-    from rlexp.run.callbacks import Callback
+    from rlexp.run.callbacks import Callback, WarningSignsCheck
     from rlexp.run.trainer import Trainer
 
     class Recorder(Callback):
@@ -47,15 +47,8 @@ def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
             self.updates: list[dict[str, Any]] = []
 
         def on_update_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
-            rollout = trainer.rollout
-            targets = trainer.algo.value_targets(rollout)
-            abs_target = float(targets.abs().max()) if targets is not None and targets.numel() else 0.0
-            self.updates.append({
-                "metrics": {k: v for k, v in metrics.items() if k.startswith("train/")},
-                "progress": trainer.updates / trainer.n_updates, "rolling_return": trainer.collector.rolling_return(),
-                "abs_reward": float(rollout.rewards_env.abs().max()), "abs_target": abs_target,
-                "normalized": bool(getattr(trainer.env_spec, "normalize_reward", False)),
-            })
+            self.updates.append({"metrics": {k: v for k, v in metrics.items() if k.startswith("train/")},
+                                 **WarningSignsCheck.inputs(trainer)})
 
     label, overrides, meant = CASES[case]
     recorder = Recorder()
@@ -73,8 +66,7 @@ def replay(run: Mapping[str, Any], **settings: Any) -> dict[str, int]:
     signs = make_warning_signs(None, mode="warn", **settings)
     fired: dict[str, int] = {}
     for i, u in enumerate(run["updates"], start=1):
-        for finding in signs.check(u["metrics"], u["progress"], u["rolling_return"], u["abs_reward"], u["abs_target"],
-                                   u["normalized"]):
+        for finding in signs.check(**u):
             fired[finding.name] = i
     return fired
 

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 
 from rlexp.errors import TrainingError
+from rlexp.run import records
 
 #: the rlexp.run.trainer.Trainer a hook receives (not imported: the trainer imports this module)
 Trainer = Any
@@ -102,8 +103,6 @@ class Records(Callback):
 
     @staticmethod
     def distributions(trainer: Trainer) -> None:
-        from rlexp.run import records
-
         step, logger, policy = trainer.global_step, trainer.logger, trainer.policy
         logger.histograms({f"weights/{name}": param for name, param in policy.named_parameters()}, step)
         scalars = records.gradient_norms(records.parameter_gradients(policy))
@@ -123,18 +122,27 @@ class WarningSignsCheck(Callback):
         signs = trainer.warning_signs
         if not signs.enabled:
             return
-        rollout = trainer.rollout
-        abs_reward = float(rollout.rewards_env.abs().max())
-        targets = trainer.algo.value_targets(rollout)
-        abs_target = float(targets.abs().max()) if targets is not None and targets.numel() else 0.0
-        normalized = bool(getattr(trainer.env_spec, "normalize_reward", False))
-        progress = trainer.updates / trainer.n_updates
-        for finding in signs.check(metrics, progress, trainer.collector.rolling_return(), abs_reward, abs_target, normalized):
+        for finding in signs.check(metrics, **self.inputs(trainer)):
             line = finding.line()
             log.warning("step %d: %s", trainer.global_step, line)
             trainer.logger.text(f"diagnostics/{finding.name}", line, trainer.global_step)
             if signs.mode == "strict":
                 raise TrainingError(f"{line} (diagnostics=strict stops here; diagnostics=warn goes on)")
+
+
+    @staticmethod
+    def inputs(trainer: Trainer) -> dict[str, Any]:
+        """What the checks read of the run besides the update's metrics (the signs' benchmark
+        records exactly this)."""
+        rollout = trainer.rollout
+        targets = trainer.algo.value_targets(rollout)
+        return {
+            "progress": trainer.updates / trainer.n_updates,
+            "rolling_return": trainer.collector.rolling_return(),
+            "abs_reward": float(rollout.rewards_env.abs().max()),
+            "abs_value_target": float(targets.abs().max()) if targets is not None and targets.numel() else 0.0,
+            "normalized_rewards": bool(getattr(trainer.env_spec, "normalize_reward", False)),
+        }
 
 
 class ProgressBar(Callback):

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
@@ -67,7 +67,10 @@ class Trainer:
             raise e.under("eval") from None
         resume_state = load_checkpoint(cfg.resume, key="resume") if cfg.get("resume") else None
         self.warning_signs = make_warning_signs(cfg.get("diagnostics"))
-        user_callbacks = [*(build("callbacks", node) for node in (cfg.get("callbacks") or [])), *callbacks]
+        configured = cfg.get("callbacks") or []
+        require(OmegaConf.is_list(configured) or isinstance(configured, list), "callbacks",
+                f"must be a list of {{_target_: ...}} entries, got {configured!r}")
+        user_callbacks = [*(build("callbacks", node) for node in configured), *callbacks]
 
         self.env_spec: EnvSpec = build("env", cfg.env)
         try:  # the env's reward normalisation discounts with the algorithm's gamma
