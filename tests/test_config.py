@@ -72,10 +72,31 @@ def test_every_preset_composes(compose_cfg, preset):
 
 @pytest.mark.parametrize("logger", group_options("logger"))
 def test_every_logger_instantiates(compose_cfg, logger, tmp_path):
+    """Each logger builds as the class its config names and does what it is for: TensorBoard
+    writes the scalars it is given, at their steps, under <run dir>/<subdir>; none writes nothing."""
+    from rlexp.run.logger import NullLogger, TensorBoardLogger
+
     cfg = compose_cfg(f"logger={logger}")
     sink = build("logger", cfg.logger, run_dir=tmp_path)
-    sink.log({"x": 1.0}, 1)
+    assert f"{type(sink).__module__}.{type(sink).__qualname__}" == cfg.logger._target_
+    sink.log({"x": 1.0, "loss/total": -2.5}, 1)
+    sink.log({"x": 3.0}, 7)
     sink.close()
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    if logger == "none":
+        assert type(sink) is NullLogger and written == [], written
+    elif logger == "tensorboard":
+        from tensorboard.backend.event_processing import event_accumulator
+
+        assert isinstance(sink, TensorBoardLogger) and sink.histogram_every == cfg.logger.histogram_every
+        assert written and all(w.startswith(f"{cfg.logger.subdir}/events.out.tfevents.") for w in written), written
+        acc = event_accumulator.EventAccumulator(str(tmp_path / cfg.logger.subdir))
+        acc.Reload()
+        assert sorted(acc.Tags()["scalars"]) == ["loss/total", "x"]
+        assert [(e.step, e.value) for e in acc.Scalars("x")] == [(1, 1.0), (7, 3.0)]
+        assert [(e.step, e.value) for e in acc.Scalars("loss/total")] == [(1, -2.5)]
+    else:
+        pytest.fail(f"conf/logger/{logger}.yaml is new: say here what it must write")
 
 
 def test_schema_rejects_wrong_type_and_unknown_key(compose_cfg):
