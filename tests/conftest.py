@@ -56,3 +56,30 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         [sys.executable, "-m", "rlexp.cli.train", *args],
         cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def record_rewards(env) -> list:
+    """Make ``env.step`` (a vector env) keep each step's rewards, as float arrays, in the list returned."""
+    import numpy as np
+    import torch
+
+    seen: list = []
+    step = env.step
+
+    def recording_step(action):
+        out = step(action)
+        reward = out[1]
+        seen.append(np.array(reward.cpu() if isinstance(reward, torch.Tensor) else reward, dtype=float))
+        return out
+
+    env.step = recording_step
+    return seen
+
+
+def pong_game_points(rewards) -> tuple[int, int]:
+    """(points won, points lost) in one sub-env's raw Pong rewards, checking each is -1, 0 or 1."""
+    import numpy as np
+
+    rewards = np.asarray(rewards, dtype=float)
+    assert set(np.unique(rewards).tolist()) <= {-1.0, 0.0, 1.0}, f"raw Pong rewards are -1, 0 or 1: {np.unique(rewards)}"
+    return int((rewards == 1).sum()), int((rewards == -1).sum())

@@ -4,14 +4,13 @@ sign-clipped rewards, and the presets train for an update."""
 
 from __future__ import annotations
 
-import math
-
 import gymnasium as gym
 import numpy as np
 import pytest
 
 pytest.importorskip("ale_py")
 
+from conftest import pong_game_points, record_rewards
 from rlexp.envs.atari import AtariSpec, FireOnReset
 from rlexp.errors import ConfigError
 
@@ -137,9 +136,14 @@ def test_ppo_atari_one_update(compose_cfg, tmp_path):
     assert isinstance(encoder, CnnEncoder) and trainer.policy.critic_encoder is encoder and encoder.out_features == 512
     assert [m.kernel_size[0] for m in encoder.convs if hasattr(m, "kernel_size")] == [8, 4, 3]
     assert trainer.rollout.obs.dtype.is_floating_point is False and tuple(trainer.rollout.obs.shape) == (128, 8, 4, 84, 84)
+    evaluator = trainer.evaluator  # its env made here, so that its rewards can be watched
+    evaluator.env = evaluator.spec.make(num_envs=1, training=False, device=evaluator.eval_device)
+    rewards = record_rewards(evaluator.env)
     summary = trainer.fit()
-    assert summary["steps"] == 1024 and trainer.updates == 1
-    assert -21 <= summary["eval_return_mean"] <= 21 and math.isfinite(summary["eval_return_mean"])
+    assert summary["steps"] == 1024 and trainer.updates == 1 and len(summary["eval_history"]) == 1
+    # the evaluation played a whole game: its raw points add up to the return, and one side reached 21
+    won, lost = pong_game_points([r[0] for r in rewards])
+    assert max(won, lost) == 21 and summary["eval_return_mean"] == won - lost, (summary["eval_return_mean"], won, lost)
 
 
 def test_rendering_shows_the_raw_game():
