@@ -54,6 +54,18 @@ def as_tensors(obs):
     return torch.as_tensor(obs)
 
 
+def assert_actions_follow_the_observations(actions: np.ndarray, act, obs) -> None:
+    """The actions differ from one observation to another (a file that ignores its input and
+    gives one action fails), and each is its own observation's: a shuffled batch gives the
+    same actions, shuffled alike. (Measured: 2 actions in proportions of about 30/34 on
+    CartPole, 3 or 4 on MiniGrid, 64 distinct on Pendulum, for 64 observations.)"""
+    n = len(actions)
+    assert len(np.unique(actions.reshape(n, -1), axis=0)) >= 2, f"one action for {n} different observations: {actions[:8]}"
+    order = np.random.default_rng(0).permutation(n)
+    shuffled = {k: v[order] for k, v in obs.items()} if isinstance(obs, dict) else obs[order]
+    np.testing.assert_allclose(act(shuffled), actions[order], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_torchscript_acts_as_predict_without_rlexp(runs, name, tmp_path):
     path, checked = export(runs[name], "torchscript", output=tmp_path / "policy.pt")
@@ -78,6 +90,7 @@ def test_torchscript_acts_as_predict_without_rlexp(runs, name, tmp_path):
     expected = agent.predict(obs, deterministic=True)
     assert exported.dtype == expected.dtype and exported.shape == expected.shape
     np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-5)
+    assert_actions_follow_the_observations(exported, lambda o: torch.jit.load(str(path))(as_tensors(o)).numpy(), obs)
     extra = {"rlexp.json": ""}
     torch.jit.load(str(path), _extra_files=extra)  # the file says what it takes and gives
     info = json.loads(extra["rlexp.json"])
@@ -120,6 +133,8 @@ def test_onnx_acts_as_predict(runs, name, tmp_path):
         feed = {"obs": obs.astype(np.float32) if obs.dtype == np.float64 else obs}
     exported = session.run(["action"], feed)[0]
     np.testing.assert_allclose(exported, agent.predict(obs, deterministic=True), rtol=0, atol=1e-5)
+    names_of = (lambda o: {f"obs.{k}": v for k, v in o.items()}) if isinstance(obs, dict) else (lambda o: {"obs": o.astype(np.float32)})
+    assert_actions_follow_the_observations(exported, lambda o: session.run(["action"], names_of(o))[0], obs)
 
 
 class SpacesEnv(gym.Env):
