@@ -218,6 +218,7 @@ def hparams_served(runs, tmp_path_factory):
         experiment = _post_json(opener, base_url, "/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
     finally:
         _stop(proc)
+    assert loaded, f"after {SERVER_DATA_TIMEOUT_S}s the HParams plugin serves {len(sessions)} sessions, not the 6 runs' finished ones: {groups}"
     return experiment, groups
 
 

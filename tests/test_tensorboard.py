@@ -221,20 +221,22 @@ def _tail(path: Path, chars: int = 2000) -> str:
         return "<no output>"
 
 
+#: ports tried before concluding that this machine's free ports are being taken by others
+PORT_ATTEMPTS = 5
+
+
 def _start_tensorboard(logdir: Path, workdir: Path):
     """Start ``tensorboard --logdir ... --host 127.0.0.1 --port N``; return (proc, base_url).
 
-    Skips (with the server's output in the reason) only when the server cannot be
-    started here at all: no loopback socket, or the process dies or never answers.
-    A port taken between choosing it and binding it is retried with another port.
+    N is a port the OS has just handed out as free. The one thing this machine may do to
+    a correct TensorBoard is give that port to another process before the server binds it:
+    then the server says the port is in use, and another free port is tried; if every try
+    meets a taken port, the test is skipped. Anything else (the command cannot start, the
+    server exits, or it never answers) fails the test with the server's output.
     """
     opener = _no_proxy_opener()
-    last_output = ""
-    for attempt in range(3):
-        try:
-            port = _free_loopback_port()
-        except OSError as e:
-            pytest.skip(f"cannot bind a socket on {LOOPBACK}: {e}")
+    for attempt in range(PORT_ATTEMPTS):
+        port = _free_loopback_port()
         base_url = f"http://{LOOPBACK}:{port}"
         out_path = workdir / f"tensorboard_{attempt}.log"
         tmp = workdir / f"tmp_{attempt}"
@@ -242,34 +244,28 @@ def _start_tensorboard(logdir: Path, workdir: Path):
         env = {**os.environ, "TMPDIR": str(tmp)}  # its .tensorboard-info and data-server files stay here
         cmd = [*_tensorboard_command(), "--logdir", str(logdir), "--host", LOOPBACK, "--port", str(port)]
         with open(out_path, "wb") as out:
-            try:
-                proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-                )
-            except OSError as e:
-                pytest.skip(f"cannot start {cmd[0]}: {e}")
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         try:
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    break
+            while time.monotonic() < deadline and proc.poll() is None:
                 try:
                     _get_json(opener, base_url, "/data/runs")
                     return proc, base_url
                 except (urllib.error.URLError, ConnectionError, socket.timeout, json.JSONDecodeError):
                     time.sleep(0.5)
-            else:
-                last_output = _tail(out_path)
-                _stop(proc)
-                pytest.skip(f"tensorboard did not answer on {base_url} within {SERVER_START_TIMEOUT_S}s; output:\n{last_output}")
         except BaseException:
             _stop(proc)
             raise
+        running = proc.poll() is None
         _stop(proc)
-        last_output = _tail(out_path)
-        if "already in use" not in last_output:
-            break
-    pytest.skip(f"tensorboard exited before serving (exit {proc.returncode}): {' '.join(cmd)}\n{last_output}")
+        output = _tail(out_path)
+        if running:
+            pytest.fail(f"tensorboard did not answer on {base_url} within {SERVER_START_TIMEOUT_S}s: {' '.join(cmd)}\n{output}")
+        if "already in use" not in output:
+            pytest.fail(f"tensorboard exited before serving (exit {proc.returncode}): {' '.join(cmd)}\n{output}")
+    pytest.skip(f"{PORT_ATTEMPTS} free ports in a row were taken by other processes before tensorboard bound them:\n{output}")
 
 
 @pytest.fixture(scope="module")
