@@ -1,38 +1,103 @@
 """The benchmark claims identical settings for rlexp and SB3: each case's SB3 keyword
 arguments must say what the rlexp preset it runs composes to (SB3 itself is not needed)."""
 
-import pytest
+import math
 
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONF
 from rlexp.analysis.benchmark import CASES
+
+
+#: SB3's own defaults (stable-baselines3 2.x; sb3-contrib's RecurrentPPO: PPO's, with n_steps and
+#: batch_size 128), what the SB3 side runs with for every keyword a case does not give
+SB3_DEFAULTS = {
+    "PPO": dict(learning_rate=3e-4, n_steps=2048, batch_size=64, n_epochs=10, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
+                clip_range_vf=None, normalize_advantage=True, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, target_kl=None,
+                use_sde=False, sde_sample_freq=-1),
+    "A2C": dict(learning_rate=7e-4, n_steps=5, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+                rms_prop_eps=1e-5, use_rms_prop=True, normalize_advantage=False, use_sde=False, sde_sample_freq=-1),
+}
+#: run-level keys a preset may set that are not training settings: the benchmark gives its own
+RUN_LEVEL = ("total_steps", "seed", "eval.", "checkpoint.")
+
+
+def sb3_side(case) -> dict[str, object]:
+    """Every setting the SB3 side of ``case`` runs with, under rlexp's config keys."""
+    sb3 = {**SB3_DEFAULTS[case.algo], **({"n_steps": 128, "batch_size": 128} if case.recurrent else {}), **case.sb3}
+    out: dict[str, object] = {"env.num_envs": sb3.pop("n_envs")}
+    for key, schedule_key in (("learning_rate", "algo.lr_schedule"), ("clip_range", "algo.clip_range_schedule")):
+        if key in sb3:
+            value = sb3.pop(key)
+            schedule, initial = value if isinstance(value, tuple) else ("constant", value)
+            out[f"algo.{key}"], out[schedule_key] = initial, schedule
+    for key in ("use_sde", "sde_sample_freq"):
+        out[f"network.{key}"] = sb3.pop(key)
+    if sb3.pop("use_rms_prop", False):  # th.optim.RMSprop(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
+        out.update({"algo.optimizer._target_": "torch.optim.RMSprop", "algo.optimizer.alpha": 0.99,
+                    "algo.optimizer.eps": sb3.pop("rms_prop_eps")})
+    elif case.algo == "PPO":  # SB3's policies give Adam eps=1e-5
+        out.update({"algo.optimizer._target_": "torch.optim.Adam", "algo.optimizer.eps": 1e-5})
+    kwargs = sb3.pop("policy_kwargs", None)
+    if kwargs is not None:  # sb3-contrib's MlpLstmPolicy, with a core each for actor and critic
+        assert kwargs["enable_critic_lstm"] is True and kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"]
+        out.update({"network.recurrent": "lstm", "network.recurrent_size": kwargs["lstm_hidden_size"], "network.shared": False,
+                    "network.hidden_sizes": kwargs["net_arch"]["pi"], "network.activation": kwargs["activation_fn"],
+                    "network.ortho_init": kwargs["ortho_init"]})
+    out.update({f"algo.{key}": value for key, value in sb3.items()})  # the rest share SB3's names
+    # VecNormalize (clip_reward acts only with norm_reward); inf is no clipping, rlexp's null
+    norm_reward = case.normalize and case.normalize_reward
+    out.update({"env.normalize_obs": case.normalize, "env.normalize_reward": norm_reward,
+                "env.clip_obs": case.clip_obs if case.normalize and math.isfinite(case.clip_obs) else None,
+                "env.clip_reward": case.clip_reward if norm_reward and math.isfinite(case.clip_reward) else None,
+                "env.mask_velocity": case.recurrent})  # the recurrent case: both sides without velocities
+    return out
+
+
+def preset_side(preset: str) -> tuple[dict[str, object], dict[str, str]]:
+    """(the settings the preset file sets, flattened to dotted keys; its group choices)."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / "hparams" / f"{preset}.yaml"))
+    groups = {}
+    for entry in raw.pop("defaults", []):
+        (key, value), = entry.items()
+        groups[key.removeprefix("override ").lstrip("/")] = value
+
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    return {k: v for k, v in flat(raw) if not k.startswith(RUN_LEVEL)}, groups
+
+
+def same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == pytest.approx(b, rel=1e-9)
+    return a == b
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
+    """Every setting either side sets is set on the other, to the same value: each key of the
+    preset file has an SB3 counterpart, and the composed config equals everything SB3 runs
+    with (its defaults included, and VecNormalize's normalisation and clipping)."""
     case = CASES[name]
     cfg = compose_cfg(f"hparams={case.preset}")
-    sb3 = dict(case.sb3)
     assert cfg.env.id == case.env_id
     assert cfg.algo._target_.rsplit(".", 1)[1] == case.algo  # same algorithm (the budget is the case's own)
-    assert cfg.env.num_envs == sb3.pop("n_envs")
-    assert cfg.env.normalize_obs == case.normalize
-    assert cfg.env.normalize_reward == (case.normalize and case.normalize_reward)
-    assert cfg.env.get("mask_velocity", False) == case.recurrent  # the recurrent case: both sides without velocities
-    if "policy_kwargs" in sb3:  # sb3-contrib's MlpLstmPolicy against rlexp's network group
-        kwargs = sb3.pop("policy_kwargs")
-        assert cfg.network.recurrent == "lstm" and cfg.network.recurrent_size == kwargs["lstm_hidden_size"]
-        assert cfg.network.shared is False and kwargs["enable_critic_lstm"] is True  # a core each for actor and critic
-        assert list(cfg.network.hidden_sizes) == kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"]
-        assert (cfg.network.activation, cfg.network.ortho_init) == (kwargs["activation_fn"], kwargs["ortho_init"])
-    for key in [k for k in ("learning_rate", "clip_range") if k in sb3]:
-        value = sb3.pop(key)
-        schedule, initial = value if isinstance(value, tuple) else ("constant", value)
-        assert cfg.algo[key] == pytest.approx(initial), key
-        assert cfg.algo["lr_schedule" if key == "learning_rate" else "clip_range_schedule"] == schedule, key
-    for key in ("use_sde", "sde_sample_freq"):
-        default = {"use_sde": False, "sde_sample_freq": -1}[key]
-        assert cfg.network[key] == sb3.pop(key, default), key
-    for key, value in sb3.items():  # the rest share SB3's names
-        assert cfg.algo[key] == pytest.approx(value), key
+    theirs = sb3_side(case)
+    ours, groups = preset_side(case.preset)
+    assert groups.get("algo", "").upper() == case.algo and (groups.get("network") == "cnn") == case.atari, groups
+
+    only_ours = sorted(set(ours) - set(theirs))
+    assert not only_ours, f"{case.preset} sets {only_ours}, which the SB3 side of {name!r} does not"
+    differ = {key: (OmegaConf.select(cfg, key, default="<missing>"), value) for key, value in theirs.items()
+              if not same(OmegaConf.to_object(v) if OmegaConf.is_config(v := OmegaConf.select(cfg, key, default="<missing>")) else v,
+                          value)}
+    assert not differ, f"{name}: rlexp's value != SB3's: {differ}"
 
 
 def test_rlexp_worker_reports_its_update_path_and_takes_overrides():

@@ -34,6 +34,10 @@ class Case:
     atari: bool = False     # SB3: make_atari_env (AtariWrapper) + VecFrameStack(4) and CnnPolicy; no final evaluation
     recurrent: bool = False  # SB3: sb3-contrib's RecurrentPPO with MlpLstmPolicy on the env without its velocities
     normalize_reward: bool = True  # with normalize: VecNormalize's norm_reward
+    # with normalize: VecNormalize's clip_obs and clip_reward (SB3's defaults: 10 each; inf: no clipping),
+    # which must be the preset's env.clip_obs and env.clip_reward (tests/test_benchmark_settings.py)
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
 
 
 CASES = {
@@ -46,10 +50,11 @@ CASES = {
         n_envs=4, n_steps=1024, batch_size=64, n_epochs=10, gamma=0.9, gae_lambda=0.95,
         learning_rate=("linear", 1e-3), clip_range=0.2, ent_coef=0.0, use_sde=True, sde_sample_freq=4)),
     # RL Zoo a2c.yml, LunarLander-v2 (run on v3), plus the preset's observation/reward normalisation
-    # (SB3: VecNormalize, which also clips at 10) and GAE lambda 0.95; the Zoo's 200k-step budget (the preset trains 1M)
+    # (SB3: VecNormalize with its clipping off, as the preset has none) and GAE lambda 0.95; the Zoo's
+    # 200k-step budget (the preset trains 1M)
     "lunarlander_a2c": Case("LunarLander-v3", "a2c_lunarlander", 200.0, 200_000, dict(
         n_envs=8, n_steps=5, gamma=0.995, gae_lambda=0.95, learning_rate=("linear", 8.3e-4), ent_coef=1e-5),
-        normalize=True, algo="A2C"),
+        normalize=True, algo="A2C", clip_obs=math.inf, clip_reward=math.inf),
     # RL Zoo ppo_lstm.yml, CartPoleNoVel-v1 (CartPole without velocities), sb3-contrib's RecurrentPPO
     "cartpole_lstm": Case("CartPole-v1", "ppo_lstm_cartpole_novel", 475.0, 100_000, dict(
         n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
@@ -127,8 +132,9 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
                                            env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), n_stack=4)
     else:
         env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed, wrapper_class=without_velocities if case.recurrent else None)
-    if case.normalize:  # VecNormalize's clip_obs=10: rlexp's presets set env.clip_obs=10 to match
-        env = VecNormalize(env, gamma=settings["gamma"], norm_reward=case.normalize_reward)
+    if case.normalize:  # the case's clips, which are the preset's env.clip_obs and env.clip_reward
+        env = VecNormalize(env, gamma=settings["gamma"], norm_reward=case.normalize_reward, clip_obs=case.clip_obs,
+                           clip_reward=case.clip_reward)
     if "policy_kwargs" in settings and settings["policy_kwargs"].get("activation_fn") == "relu":
         settings["policy_kwargs"] = {**settings["policy_kwargs"], "activation_fn": torch.nn.ReLU}
 
@@ -161,7 +167,7 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
                 "time_to_threshold_s": seconds, "eval_return": math.nan, "steps": model.num_timesteps}
     eval_env = make_vec_env(case.env_id, n_envs=1, seed=seed + 10_000, wrapper_class=without_velocities if case.recurrent else None)
     if case.normalize:
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False, clip_obs=case.clip_obs)
         eval_env.obs_rms = env.obs_rms
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
     steps, seconds = first_reaching(callback.history, case.threshold)
