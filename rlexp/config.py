@@ -142,7 +142,7 @@ class DiagnosticsSchema:
     entropy_collapse_fraction: float = MISSING
     early_fraction: float = MISSING
     max_approx_kl: float = MISSING
-    max_clip_fraction: float = MISSING
+    max_approx_kl_once: float = MISSING
     warmup_fraction: float = MISSING
     max_best_explained_variance: float = MISSING
     flat_return_fraction: float = MISSING

@@ -9,7 +9,7 @@ def test_replaying_a_recording_gives_what_fired_during_the_run():
     run = record_run("critic_off", 0, "total_steps=12288", "eval.every_steps=0", "eval.episodes=2")
     assert run["fired_live"].get("value_not_learning") == 1
     assert set(replay(run)) == set(run["fired_live"])
-    assert replay(run)["value_not_learning"] == 5  # 12 updates: past 20% from the 3rd, and `window` (5) updates seen
+    assert replay(run)["value_not_learning"] == 6  # 12 updates: past the warm-up (50%) from the 6th
 
 
 def synthetic(case, label, meant, ev):
@@ -24,6 +24,6 @@ def test_the_table_counts_false_alarms_and_detections():
             synthetic("broken_critic", "fault", ["value_not_learning"], [0.01] * 20)]
     text = table(runs)
     assert "| healthy_run | healthy | 1 | - | 0: - | 0 of 1 with a false alarm |" in text
-    assert "| broken_critic | fault | 1 | - | 0: value_not_learning@5 | 1 of 1 detected |" in text
+    assert "| broken_critic | fault | 1 | - | 0: value_not_learning@10 | 1 of 1 detected |" in text
     # with a threshold above what the healthy critic reached, the healthy run becomes a false alarm
     assert "1 of 1 with a false alarm" in table(runs, max_best_explained_variance=0.95)

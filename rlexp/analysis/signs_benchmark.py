@@ -16,21 +16,114 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-#: name -> (label, overrides, the signs this fault is meant to raise). Healthy runs must raise none.
-CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
-    "default": ("healthy", [], ()),
-    "ppo_cartpole": ("healthy", ["hparams=ppo_cartpole"], ()),
-    "ppo_acrobot": ("healthy", ["hparams=ppo_acrobot", "total_steps=200000"], ()),
-    "ppo_pendulum": ("healthy", ["hparams=ppo_pendulum"], ()),
-    "ppo_frozenlake": ("healthy", ["hparams=ppo_frozenlake"], ()),
-    "a2c_cartpole": ("healthy", ["hparams=a2c_cartpole", "total_steps=100000"], ()),
-    "lr_too_large": ("fault", ["algo.learning_rate=0.01", "algo.clip_range=100", "algo.n_epochs=20", "total_steps=20000"],
-                     ("updates_too_large",)),
-    "critic_off": ("fault", ["algo.vf_coef=0", "total_steps=30000"], ("value_not_learning",)),
-    "nothing_learns": ("fault", ["algo.learning_rate=1e-9", "total_steps=30000"], ("nothing_learnt",)),
-    # a negative entropy coefficient (forced collapse) cannot be injected: config validation refuses algo.ent_coef < 0
+import gymnasium as gym
+import numpy as np
+
+from rlexp.run.callbacks import Callback
+
+class NegativeEntropyBonus(Callback):
+    """Fault: the entropy bonus turned into a penalty (``algo.ent_coef`` below 0 is refused by the
+    config check, so the benchmark sets it on the algorithm when the run starts)."""
+
+    def __init__(self, coef: float = -1.0):
+        self.coef = coef
+
+    def on_run_start(self, trainer: Any) -> None:
+        trainer.algo.ent_coef = self.coef
+
+
+class StrongNegativeEntropyBonus(NegativeEntropyBonus):
+    """Fault: an entropy penalty five times as strong."""
+
+    def __init__(self) -> None:
+        super().__init__(-5.0)
+
+
+class StaleNetwork(Callback):
+    """Fault: the policy moves between collecting a rollout and the update's first minibatch (as a
+    stale copy, or dropout left in train mode, would make it): action 0 made likelier each time."""
+
+    def on_run_start(self, trainer: Any) -> None:
+        import torch
+
+        collect = trainer.collector.collect
+
+        def collect_then_nudge(*args: Any) -> Any:
+            finished = collect(*args)
+            with torch.no_grad():
+                trainer.policy.action_head.output_layer.bias[0] += 0.5
+            return finished
+
+        trainer.collector.collect = collect_then_nudge
+
+
+class RewardTimes1000(gym.Wrapper):
+    """CartPole paying 1000 per step instead of 1."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(gym.make("CartPole-v1", **kwargs))
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, 1000.0 * float(reward), terminated, truncated, info
+
+
+class ActionBlind(gym.Env):
+    """An env whose reward ignores the actions: observations and rewards are noise, and every
+    episode lasts 50 steps, so no policy does better than another."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: Optional[int] = None, options: Any = None) -> Any:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 4).astype(np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self.t += 1
+        obs = self.np_random.uniform(-1, 1, 4).astype(np.float32)
+        return obs, float(self.np_random.normal(1.0, 1.0)), self.t >= 50, False, {}
+
+
+# the ids are module-qualified so that gym.make imports this module wherever the env is built
+gym.register("RlexpSignsRewardTimes1000-v0", entry_point=RewardTimes1000)
+gym.register("RlexpSignsActionBlind-v0", entry_point=ActionBlind)
+ENV_MODULE = __name__
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str  # "healthy" (must raise no sign) or "fault"
+    overrides: tuple[str, ...]
+    meant: tuple[str, ...] = ()  # the signs the fault is meant to raise
+    inject: Optional[Callable[[], Any]] = None  # a callback that injects the fault when config cannot
+
+
+CASES: dict[str, Case] = {
+    "default": Case("healthy", ()),
+    "ppo_cartpole": Case("healthy", ("hparams=ppo_cartpole",)),
+    "ppo_acrobot": Case("healthy", ("hparams=ppo_acrobot", "total_steps=200000")),
+    "ppo_pendulum": Case("healthy", ("hparams=ppo_pendulum",)),
+    "ppo_frozenlake": Case("healthy", ("hparams=ppo_frozenlake",)),
+    "a2c_cartpole": Case("healthy", ("hparams=a2c_cartpole", "total_steps=100000")),
+    "ppo_lunarlander": Case("healthy", ("hparams=ppo_lunarlander", "eval.every_steps=100000")),
+    "ppo_minigrid_doorkey": Case("healthy", ("hparams=ppo_minigrid_doorkey",)),
+    "ppo_lstm_cartpole_novel": Case("healthy", ("hparams=ppo_lstm_cartpole_novel", "total_steps=50000")),
+    "ppo_minatar": Case("healthy", ("hparams=ppo_minatar", "total_steps=200000", "eval.every_steps=100000")),
+    # faults, each on the default run (PPO on CartPole) unless it needs its own env
+    "lr_too_large": Case("fault", ("algo.learning_rate=0.1", "total_steps=30000"), ("updates_too_large",)),
+    "clip_off": Case("fault", ("algo.clip_range=100", "algo.n_epochs=40", "total_steps=30000"), ("updates_too_large",)),
+    "critic_off": Case("fault", ("algo.vf_coef=0", "total_steps=30000"), ("value_not_learning",)),
+    "reward_x1000": Case("fault", (f"env.id={ENV_MODULE}:RlexpSignsRewardTimes1000-v0", "total_steps=30000"), ("reward_scale",)),
+    "negative_entropy": Case("fault", ("total_steps=30000",), ("policy_collapse",), NegativeEntropyBonus),
+    "negative_entropy_strong": Case("fault", ("total_steps=30000",), ("policy_collapse",), StrongNegativeEntropyBonus),
+    "stale_network": Case("fault", ("total_steps=30000",), ("first_ratio_not_one",), StaleNetwork),
+    "action_blind": Case("fault", (f"env.id={ENV_MODULE}:RlexpSignsActionBlind-v0", "total_steps=30000"), ("nothing_learnt",)),
+    "nothing_learns": Case("fault", ("algo.learning_rate=1e-9", "total_steps=30000"), ("nothing_learnt",)),
 }
 DEFAULT_SEEDS = {"healthy": range(5), "fault": range(5)}
 
@@ -39,7 +132,7 @@ def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
     """One run of ``case`` on ``seed`` (``extra``: more overrides): what the checks were given after
     every update, and what fired during the run (``fired_live``)."""
     from rlexp.config import compose_config
-    from rlexp.run.callbacks import Callback, WarningSignsCheck
+    from rlexp.run.callbacks import WarningSignsCheck
     from rlexp.run.trainer import Trainer
 
     class Recorder(Callback):
@@ -50,13 +143,15 @@ def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
             self.updates.append({"metrics": {k: v for k, v in metrics.items() if k.startswith("train/")},
                                  **WarningSignsCheck.inputs(trainer)})
 
-    label, overrides, meant = CASES[case]
+    spec = CASES[case]
     recorder = Recorder()
-    cfg = compose_config([*overrides, f"seed={seed}", "logger=none", "progress=false", "checkpoint.every_updates=0", *extra])
+    callbacks = [recorder] if spec.inject is None else [spec.inject(), recorder]
+    cfg = compose_config([*spec.overrides, f"seed={seed}", "logger=none", "progress=false", "checkpoint.every_updates=0", *extra])
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = Trainer(cfg, run_dir, callbacks=[recorder]).fit()
-    return {"case": case, "label": label, "meant": list(meant), "seed": seed, "overrides": overrides,
-            "eval_return": summary["eval_return_mean"], "fired_live": summary["diagnostics"], "updates": recorder.updates}
+        summary = Trainer(cfg, run_dir, callbacks=callbacks).fit()
+    return {"case": case, "label": spec.label, "meant": list(spec.meant), "seed": seed, "overrides": list(spec.overrides),
+            "injected": type(spec.inject()).__name__ if spec.inject else None,
+            "status": summary["status"], "eval_return": summary["eval_return_mean"], "fired_live": summary["diagnostics"], "updates": recorder.updates}
 
 
 def replay(run: Mapping[str, Any], **settings: Any) -> dict[str, int]:
@@ -109,8 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "record":
         for case in args.cases:
-            for seed in (seeds_of(args.seeds) if args.seeds else DEFAULT_SEEDS[CASES[case][0]]):
+            for seed in (seeds_of(args.seeds) if args.seeds else DEFAULT_SEEDS[CASES[case].label]):
                 run = record_run(case, seed)
+                if run["status"] != "finished":  # stopped early (a signal): not a whole run to measure
+                    print(f"{case} seed {seed}: {run['status']}, not recorded", flush=True)
+                    continue
                 with args.out.open("a") as f:
                     f.write(json.dumps(run) + "\n")
                 print(f"{case} seed {seed}: eval return {run['eval_return']:.1f}, fired {replay(run) or '-'}", flush=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 MODES = ("off", "warn", "strict")
+#: settings older versions had, ignored when a saved run's config names them (see docs/warning_signs.md)
+RETIRED = ("max_clip_fraction", "value_window_fraction", "min_target_spread")
 
 REMEDIES = {
     "policy_collapse": "raise algo.ent_coef, lower algo.learning_rate, check algo.normalize_advantage",
@@ -47,7 +49,7 @@ class WarningSigns:
     entropy_collapse_fraction: float
     early_fraction: float
     max_approx_kl: float
-    max_clip_fraction: float
+    max_approx_kl_once: float
     warmup_fraction: float
     max_best_explained_variance: float
     flat_return_fraction: float
@@ -65,7 +67,7 @@ class WarningSigns:
         for key in ("entropy_collapse_fraction", "early_fraction", "warmup_fraction",
                     "flat_return_fraction", "max_entropy_fraction"):
             require(0 <= getattr(self, key) <= 1, key, f"is a share of training or of a start value: must be in [0, 1], got {getattr(self, key)}")
-        for key in ("max_approx_kl", "max_clip_fraction", "first_ratio_tolerance", "max_abs_reward", "max_abs_value_target"):
+        for key in ("max_approx_kl", "max_approx_kl_once", "first_ratio_tolerance", "max_abs_reward", "max_abs_value_target"):
             require(getattr(self, key) > 0, key, f"must be > 0, got {getattr(self, key)}")
         require(-1 <= self.max_best_explained_variance <= 1, "max_best_explained_variance",
                 f"is an explained variance: must be in [-1, 1], got {self.max_best_explained_variance}")
@@ -129,6 +131,12 @@ class WarningSigns:
 
     # -- the signs -------------------------------------------------------------------------------
     def _collapse(self, entropy: Optional[float], progress: float) -> Optional[Finding]:
+        """The entropy fell below ``entropy_collapse_fraction`` of its first value within the first
+        ``early_fraction`` of training while the returns had not improved. A policy that turns
+        deterministic after it learnt (MiniGrid DoorKey at 40% of training) is left alone, and so
+        is one that collapses while its returns still climb (a mild negative entropy bonus): a rule
+        that also waited for the returns to stall after the collapse fired on DoorKey, whose
+        returns stall at their maximum (docs/warning_signs.md)."""
         start = self.first_entropy
         if self.blind_since is not None or entropy is None or start is None or start <= 0 or progress > self.early_fraction:
             return None
@@ -138,27 +146,39 @@ class WarningSigns:
         return None
 
     def _improving(self) -> bool:
-        """Whether the recent returns beat the first ones by a tenth of their range: a policy
-        that turns deterministic because it solved the task (MiniGrid DoorKey at 30% of
-        training) has converged, not collapsed."""
+        """Whether the returns ever beat the first ones: the best mean over ``window`` consecutive
+        updates is above the first ``window`` updates' mean by a fifth of the larger of the
+        returns' range and the first returns' size. The best, not the last: A2C on CartPole learns
+        to 300, slumps to 60 and recovers. A fifth of that scale: the rolling return of a run that
+        learns nothing wanders by a few percent (CartPole at about 22: 19 to 26), which a tenth of
+        the range alone took for learning (docs/warning_signs.md)."""
         if len(self.returns) < 2:
             return False
         n = max(1, min(self.window, len(self.returns) // 2))
-        first, last = self.returns[:n], self.returns[-n:]
-        spread = max(self.returns) - min(self.returns)
-        return spread > 0 and (sum(last) / n - sum(first) / n) > 0.1 * spread
+        means = [sum(self.returns[i:i + n]) / n for i in range(len(self.returns) - n + 1)]
+        scale = max(max(self.returns) - min(self.returns), abs(means[0]))
+        return scale > 0 and max(means) - means[0] > 0.2 * scale
 
     def _too_large(self) -> Optional[Finding]:
+        """The median approx KL of the last ``window`` updates is above ``max_approx_kl``. A median,
+        not every update: a learning rate far too large moves the policy by a KL of 1 or more most
+        updates but not all; healthy presets stay below 0.035. Or one update alone above
+        ``max_approx_kl_once``: a step so large that the policy turned deterministic at once, after
+        which every KL is 0 (healthy presets: 0.08 at most). The clip fraction is not used: a
+        healthy CartPole run's reaches 0.4, a broken run's can be 0 (docs/warning_signs.md)."""
+        last = self.history[-1].get("train/approx_kl") if self.history else None
+        if last is not None and last > self.max_approx_kl_once:
+            return Finding("updates_too_large", f"one update moved the policy by an approx KL of {last:.3g} "
+                                                f"(beyond {self.max_approx_kl_once:g})")
         if len(self.history) < self.window:
             return None
-        kls = [h.get("train/approx_kl") for h in self.history]
-        clips = [h.get("train/clip_fraction") for h in self.history]
-        if all(k is not None and k > self.max_approx_kl for k in kls):
-            return Finding("updates_too_large", f"approx KL above {self.max_approx_kl:g} for {self.window} updates running "
-                                                f"(last {kls[-1]:.3g})")
-        if all(c is not None and c > self.max_clip_fraction for c in clips):
-            return Finding("updates_too_large", f"clip fraction above {self.max_clip_fraction:g} for {self.window} updates "
-                                                f"running (last {clips[-1]:.3g})")
+        kls = sorted(h["train/approx_kl"] for h in self.history if h.get("train/approx_kl") is not None)
+        if len(kls) < self.window:
+            return None
+        median = kls[len(kls) // 2] if len(kls) % 2 else 0.5 * (kls[len(kls) // 2 - 1] + kls[len(kls) // 2])
+        if median > self.max_approx_kl:
+            return Finding("updates_too_large", f"approx KL above {self.max_approx_kl:g} in most of the last {self.window} updates "
+                                                f"(median {median:.3g}, last {self.history[-1]['train/approx_kl']:.3g})")
         return None
 
     def _value(self, progress: float) -> Optional[Finding]:
@@ -205,17 +225,21 @@ class WarningSigns:
 
 
 def make_warning_signs(node: Any = None, **changes: Any) -> WarningSigns:
-    """The ``diagnostics`` group's checks from its config node; ``None`` (a run saved before the
-    group existed) takes conf/diagnostics/warn.yaml's settings. ``changes`` replace settings."""
+    """The ``diagnostics`` group's checks from its config node; settings the node lacks (``None``: a
+    run saved before the group existed) come from conf/diagnostics/warn.yaml, settings it has that
+    were retired are ignored, and ``changes`` replace settings."""
     from omegaconf import OmegaConf
 
     from rlexp.config import CONF_DIR
     from rlexp.errors import ConfigError
 
-    if node is None:
-        node = OmegaConf.load(CONF_DIR / "diagnostics" / "warn.yaml")
-        node.pop("defaults", None)
-    settings = {**(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)), **changes}
+    defaults = OmegaConf.load(CONF_DIR / "diagnostics" / "warn.yaml")
+    defaults.pop("defaults", None)
+    given = {} if node is None else OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    # warn.yaml fills the settings a run saved by an older rlexp lacks
+    settings = {**OmegaConf.to_container(defaults), **given, **changes}
+    for key in RETIRED:  # a run saved by an older rlexp may still name them
+        settings.pop(key, None)
     try:
         return WarningSigns(**settings)
     except ConfigError as e:
