@@ -101,7 +101,12 @@ class Case:
     overrides: tuple[str, ...]
     meant: tuple[str, ...] = ()  # the signs the fault is meant to raise
     inject: Optional[Callable[[], Any]] = None  # a callback that injects the fault when config cannot
+    note: str = ""  # why the fault goes undetected, where it does (shown in the table)
 
+
+UNDETECTED_COLLAPSE = ("the returns climb while the entropy collapses (CartPole: from 22 to 40-110), so the policy is not "
+                       "collapsing without learning; a rule that waited for the returns to stall after the collapse fired on "
+                       "healthy MiniGrid DoorKey, whose returns stall at their maximum once it turns deterministic")
 
 CASES: dict[str, Case] = {
     "default": Case("healthy", ()),
@@ -119,8 +124,9 @@ CASES: dict[str, Case] = {
     "clip_off": Case("fault", ("algo.clip_range=100", "algo.n_epochs=40", "total_steps=30000"), ("updates_too_large",)),
     "critic_off": Case("fault", ("algo.vf_coef=0", "total_steps=30000"), ("value_not_learning",)),
     "reward_x1000": Case("fault", (f"env.id={ENV_MODULE}:RlexpSignsRewardTimes1000-v0", "total_steps=30000"), ("reward_scale",)),
-    "negative_entropy": Case("fault", ("total_steps=30000",), ("policy_collapse",), NegativeEntropyBonus),
-    "negative_entropy_strong": Case("fault", ("total_steps=30000",), ("policy_collapse",), StrongNegativeEntropyBonus),
+    "negative_entropy": Case("fault", ("total_steps=30000",), ("policy_collapse",), NegativeEntropyBonus, note=UNDETECTED_COLLAPSE),
+    "negative_entropy_strong": Case("fault", ("total_steps=30000",), ("policy_collapse",), StrongNegativeEntropyBonus,
+                                    note=UNDETECTED_COLLAPSE),
     "stale_network": Case("fault", ("total_steps=30000",), ("first_ratio_not_one",), StaleNetwork),
     "action_blind": Case("fault", (f"env.id={ENV_MODULE}:RlexpSignsActionBlind-v0", "total_steps=30000"), ("nothing_learnt",)),
     "nothing_learns": Case("fault", ("algo.learning_rate=1e-9", "total_steps=30000"), ("nothing_learnt",)),
@@ -180,7 +186,11 @@ def table(runs: Iterable[Mapping[str, Any]], **settings: Any) -> str:
         if label == "healthy":
             verdict = f"{sum(bool(f) for f in fired)} of {len(group)} with a false alarm"
         else:
-            verdict = f"{sum(meant <= set(f) for f in fired)} of {len(group)} detected"
+            detected = sum(meant <= set(f) for f in fired)
+            verdict = f"{detected} of {len(group)} detected"
+            note = CASES[case].note if case in CASES else ""
+            if note and detected < len(group):
+                verdict += f": {note}"
         returns = ", ".join(f"{run['eval_return']:.1f}" if "eval_return" in run else "-" for run in group)
         lines.append(f"| {case} | {label} | {len(group)} | {returns} | {shown} | {verdict} |")
     return "\n".join(lines)
