@@ -229,6 +229,33 @@ def register_schemas() -> None:
 register_schemas()
 
 
+def run_name(env_id: Any) -> str:
+    """The env part of a run directory's name: a short, filesystem-safe form of ``env.id``
+    (``MiniGrid-DoorKey-5x5-v0`` -> ``minigrid-doorkey-5x5-v0``, ``ALE/Pong-v5`` -> ``pong-v5``,
+    ``MinAtar/Breakout-v1`` -> ``minatar-breakout-v1``, ``my.pkg:Maze-v0`` -> ``maze-v0``).
+    The ``ALE/`` namespace is dropped (every Atari id has it); any other namespace stays as a
+    prefix. conf/config.yaml names run and multirun job directories with it:
+    ``${rlexp.run_name:${env.id}}``."""
+    import re
+
+    text = str(env_id).rpartition(":")[2]  # a module-qualified id: the module is not the env
+    namespace, _, name = text.rpartition("/")
+    if namespace.upper() != "ALE" and namespace:
+        name = f"{namespace}-{name}"
+    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-_") or "env"  # no dots, slashes or spaces
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the conf/ tree uses (idempotent)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("rlexp.run_name"):
+        OmegaConf.register_new_resolver("rlexp.run_name", run_name)
+
+
+register_resolvers()
+
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 

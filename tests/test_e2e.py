@@ -45,8 +45,8 @@ def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
         "logger=none", f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit())
+    assert [p.name for p in jobs] == [f"{n}_ppo_cartpole-v1" for n in range(4)]  # <job number>_<algo>_<env id>
     seen = set()
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())

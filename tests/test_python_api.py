@@ -23,9 +23,9 @@ def test_two_trainings_in_one_process(tmp_path, monkeypatch):
     second = rlexp.train(["env=acrobot", "network.hidden_sizes=[32]", *QUICK])
 
     for result, env_id, algo_env in ((first, "CartPole-v1", "ppo_cartpole"), (second, "Acrobot-v1", "ppo_acrobot")):
-        # the CLI's run directory: outputs/runs/<date>_<time>_<algo>_<env> under the working directory
+        # the CLI's run directory: outputs/runs/<date>_<time>_<algo>_<env id, lower case> under the working directory
         assert result.run_dir.parent == tmp_path / "outputs" / "runs"
-        assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{algo_env}(_\d+)?", result.run_dir.name)
+        assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_ppo_{env_id.lower()}(_\d+)?", result.run_dir.name)
         assert result["status"] == "finished" and result["steps"] == 1024 and result["env_id"] == env_id
         assert yaml.safe_load((result.run_dir / "summary.json").read_text())["steps"] == 1024
         assert (result.run_dir / "checkpoints" / "last.pt").is_file()

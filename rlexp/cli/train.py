@@ -254,7 +254,8 @@ class TrainResult:
 def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train one run from Python, as ``rlexp-train <overrides>`` does: the same conf/ tree
     (``resume=<run dir>`` too), the same checks, the same run directory
-    (``outputs/runs/<date>_<time>_<algo>_<env>`` under the working directory, or ``run_dir``)
+    (``outputs/runs/<date>_<time>_<algo>_<env>`` under the working directory, ``<env>`` a short form
+    of ``env.id`` (rlexp.config.run_name); or ``run_dir``)
     with .hydra/, checkpoints/, summary.json and train.log.
 
     Raises :class:`rlexp.ConfigError` for a bad override or config value and

@@ -1,0 +1,51 @@
+"""What a newcomer meets first: run directories named after the env trained, the help of
+rlexp-train and rlexp-eval, and rlexp-eval evaluating as the run's own evaluations did."""
+
+import re
+
+import pytest
+from conftest import run_cli
+
+import rlexp
+from rlexp.config import run_name
+
+QUICK = ["total_steps=1024", "logger=none", "eval.every_steps=0", "eval.episodes=2", "progress=false"]
+STAMP = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
+
+
+@pytest.mark.parametrize("env_id, name", [
+    ("CartPole-v1", "cartpole-v1"),
+    ("MiniGrid-DoorKey-5x5-v0", "minigrid-doorkey-5x5-v0"),
+    ("ALE/Pong-v5", "pong-v5"),
+    ("ALE/Breakout-v5", "breakout-v5"),
+    ("MinAtar/Breakout-v1", "minatar-breakout-v1"),
+    ("my_pkg.envs:Maze-v0", "maze-v0"),
+    ("a b/../C*?-v0", "a-b-c-v0"),
+])
+def test_run_name_is_a_short_safe_form_of_the_env_id(env_id, name):
+    assert run_name(env_id) == name
+
+
+def test_cli_run_dir_names_the_env_id_not_the_env_group(tmp_path):
+    """env=cartpole (the default group) with another env.id: the directory names that id."""
+    result = run_cli("env.id=Acrobot-v1", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [p.name for p in (tmp_path / "outputs" / "runs").iterdir()]
+    assert len(runs) == 1 and re.fullmatch(rf"{STAMP}_ppo_acrobot-v1", runs[0]), runs
+
+
+def test_multirun_job_dirs_name_the_env_id(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "seed=0,1", "env.id=Acrobot-v1", *QUICK, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0_ppo_acrobot-v1", "1_ppo_acrobot-v1"]
+    assert all((sweep / job / "summary.json").is_file() for job in jobs)
+
+
+def test_python_api_run_dir_names_the_env_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = rlexp.train(["env.id=Acrobot-v1", *QUICK])
+    assert result.run_dir.parent == tmp_path / "outputs" / "runs"
+    assert re.fullmatch(rf"{STAMP}_ppo_acrobot-v1(_\d+)?", result.run_dir.name), result.run_dir.name
+    assert result["env_id"] == "Acrobot-v1"
