@@ -2,9 +2,11 @@
 rlexp-train and rlexp-eval, and rlexp-eval evaluating as the run's own evaluations did."""
 
 import re
+import subprocess
+import sys
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 import rlexp
 from rlexp.config import run_name
@@ -49,3 +51,30 @@ def test_python_api_run_dir_names_the_env_id(tmp_path, monkeypatch):
     assert result.run_dir.parent == tmp_path / "outputs" / "runs"
     assert re.fullmatch(rf"{STAMP}_ppo_acrobot-v1(_\d+)?", result.run_dir.name), result.run_dir.name
     assert result["env_id"] == "Acrobot-v1"
+
+
+def rlexp_eval(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_eval_help_prints_the_usage_once_and_exits_0(flag):
+    result = rlexp_eval(flag)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("usage: rlexp-eval <run dir or checkpoint.pt>")
+    assert result.stdout.count("usage:") == 1
+    assert "deterministic=" in result.stdout and "episodes=" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "rlexp-eval: error: the run directory (or checkpoint.pt) to evaluate is required"),
+    (("episodes=3",), "rlexp-eval: error: the first argument is the run directory (or checkpoint.pt) to evaluate, got 'episodes=3'"),
+])
+def test_eval_without_a_run_prints_the_usage_and_one_error_line(args, message):
+    result = rlexp_eval(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0], message], result.stderr
+    assert lines[0].startswith("usage: rlexp-eval <run dir or checkpoint.pt>")
+    assert result.stderr.count("usage:") == 1 and result.stdout == ""

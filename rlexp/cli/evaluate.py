@@ -17,6 +17,26 @@ from rlexp.run.episodes import load_trained, play_episodes
 USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] "
          "[checkpoint=last|best] [seed=0] [device=cpu] [env.<key>=<value> ...]")
 
+HELP = f"""{USAGE}
+
+Play whole episodes with a trained policy and print the mean and std of their returns.
+
+arguments:
+  <run dir or checkpoint.pt>  a run directory (outputs/runs/<run>) or one of its checkpoints
+  episodes=N                  how many episodes, one per env instance (default 10)
+  deterministic=true|false    the policy's most likely action, or sampled actions
+  video=true|false            also record MP4s into <run>/videos (pip install -e ".[video]")
+  video_episodes=N            how many episodes to record (default 1)
+  checkpoint=last|best        which checkpoint of a run directory (default last)
+  seed=N                      the first episode's seed (default 0)
+  device=cpu|cuda|cuda:N      where the policy runs (default cpu)
+  env.<key>=<value>           the run's env config changed for this evaluation only
+  -h, --help                  show this help and exit"""
+
+
+class UsageError(Exception):
+    """The command line is not a rlexp-eval command line: the usage and one line, exit 2."""
+
 
 @dataclass
 class EvalArgs:
@@ -37,8 +57,10 @@ def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    if not argv or argv[0] in ("-h", "--help") or "=" in argv[0]:
-        raise ConfigError("usage", USAGE)
+    if not argv:
+        raise UsageError("the run directory (or checkpoint.pt) to evaluate is required")
+    if "=" in argv[0] or argv[0].startswith("-"):
+        raise UsageError(f"the first argument is the run directory (or checkpoint.pt) to evaluate, got {argv[0]!r}")
     env_overrides = tuple(arg for arg in argv[1:] if arg.startswith("env."))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist([arg for arg in argv[1:] if not arg.startswith("env.")]))
@@ -80,8 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     from rlexp.builders import resolve_device
     from rlexp.run.checkpoint import checkpoint_path
 
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(HELP)
+        sys.exit(0)
     try:
-        target, args = parse_args(sys.argv[1:] if argv is None else argv)
+        target, args = parse_args(argv)
         path = checkpoint_path(target, args.checkpoint)
         torch.set_num_threads(1)
         device = resolve_device(args.device)
@@ -95,9 +121,13 @@ def main(argv: list[str] | None = None) -> None:
             run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
             for video in record_videos(path, args, device, run_dir / "videos"):
                 print(f"video: {video}")
+    except UsageError as error:
+        print(USAGE, file=sys.stderr)
+        print(f"rlexp-eval: error: {error}", file=sys.stderr)
+        sys.exit(2)
     except ConfigError as error:
         print(f"rlexp-eval: error: {error}", file=sys.stderr)
-        sys.exit(2 if error.key == "usage" else 1)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
