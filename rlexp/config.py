@@ -245,12 +245,42 @@ def run_name(env_id: Any) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-_") or "env"  # no dots, slashes or spaces
 
 
+#: config groups rlexp-train --help leaves out: Hydra's own and the schemas above (internal)
+HIDDEN_GROUPS = ("hydra", "schema")
+
+
+def config_groups() -> str:
+    """The config groups a user picks from, one line each (``algo: a2c, ppo, ...``), as
+    Hydra's ``$APP_CONFIG_GROUPS`` lists them but without the internal ``schema/*`` groups:
+    rlexp-train --help's template (conf/config.yaml) shows this."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    lines = []
+
+    def walk(parent: str) -> None:
+        for group in sorted(loader.list_groups(parent)):
+            name = f"{parent}/{group}" if parent else group
+            if name.split("/")[0] in HIDDEN_GROUPS:
+                continue
+            options = sorted(loader.get_group_options(name, ObjectType.CONFIG))
+            if options:
+                lines.append(f"{name}: {', '.join(options)}")
+            walk(name)
+
+    walk("")
+    return "\n".join(lines)
+
+
 def register_resolvers() -> None:
     """OmegaConf resolvers the conf/ tree uses (idempotent)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("rlexp.run_name"):
         OmegaConf.register_new_resolver("rlexp.run_name", run_name)
+    if not OmegaConf.has_resolver("rlexp.config_groups"):
+        OmegaConf.register_new_resolver("rlexp.config_groups", config_groups)
 
 
 register_resolvers()

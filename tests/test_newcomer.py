@@ -78,3 +78,14 @@ def test_eval_without_a_run_prints_the_usage_and_one_error_line(args, message):
     assert lines == [lines[0], message], result.stderr
     assert lines[0].startswith("usage: rlexp-eval <run dir or checkpoint.pt>")
     assert result.stderr.count("usage:") == 1 and result.stdout == ""
+
+
+def test_train_help_lists_the_groups_a_user_picks_from_not_the_schemas():
+    result = run_cli("--help", timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if "schema/" in line], result.stdout[:2000]
+    groups = {line.split(":")[0] for line in lines if re.match(r"^[a-z_/]+: \w", line)}
+    assert {"algo", "env", "network", "hparams", "logger", "diagnostics", "sweep"} <= groups, groups
+    assert "algo: a2c, ppo, reinforce, reinforce_baseline" in lines
+    assert "== Config ==" in result.stdout and "total_steps: 100000" in lines  # the rest of Hydra's help is still there
