@@ -73,10 +73,15 @@ class Agent:
             obs = np.clip(obs, -self.clip_obs, self.clip_obs)
         return obs
 
-    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = True) -> np.ndarray:
-        """Returns of ``episodes`` whole episodes, one per sub-env, as ``rlexp-eval`` plays them."""
+    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: Optional[bool] = None) -> np.ndarray:
+        """Returns of ``episodes`` whole episodes, one per sub-env, as ``rlexp-eval`` plays them:
+        ``deterministic`` None chooses actions as the run's own evaluations did (its
+        ``eval.deterministic``; the Atari presets sample), True the most likely, False sampled."""
         from rlexp.builders import build
-        from rlexp.run.episodes import play_episodes
+        from rlexp.run.episodes import play_episodes, run_evaluates_deterministically
+
+        if deterministic is None:
+            deterministic = run_evaluates_deterministically(self.cfg)
 
         env = build("env", self.cfg.env).make(num_envs=episodes, training=False)
         try:

@@ -89,3 +89,45 @@ def test_train_help_lists_the_groups_a_user_picks_from_not_the_schemas():
     assert {"algo", "env", "network", "hparams", "logger", "diagnostics", "sweep"} <= groups, groups
     assert "algo: a2c, ppo, reinforce, reinforce_baseline" in lines
     assert "== Config ==" in result.stdout and "total_steps: 100000" in lines  # the rest of Hydra's help is still there
+
+
+@pytest.fixture(scope="module")
+def sampling_run(tmp_path_factory):
+    """A tiny CartPole run whose own evaluations sampled actions, as the Atari presets' do."""
+    run_dir = tmp_path_factory.mktemp("sampling") / "run"
+    result = run_cli("total_steps=1024", "logger=none", "eval.every_steps=0", "eval.episodes=2", "progress=false",
+                     "eval.deterministic=false", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.parametrize("args, kind", [((), "stochastic"), (("deterministic=true",), "deterministic"), (("deterministic=false",), "stochastic")])
+def test_eval_chooses_actions_as_the_runs_own_evaluations_unless_told(sampling_run, args, kind):
+    result = rlexp_eval(sampling_run, "episodes=2", *args)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("CartPole-v1: return") and f"over 2 {kind} episodes" in line, line
+
+
+def test_agent_evaluate_chooses_actions_as_the_runs_own_evaluations_unless_told(sampling_run, monkeypatch):
+    import numpy as np
+
+    import rlexp.run.episodes as episodes
+
+    modes = []
+
+    def recording_play(policy, env, n, device, deterministic=True, seed=None):
+        modes.append(deterministic)
+        return np.zeros(n)
+
+    monkeypatch.setattr(episodes, "play_episodes", recording_play)
+    agent = rlexp.load(sampling_run)
+    agent.evaluate(episodes=2)
+    agent.evaluate(episodes=2, deterministic=True)
+    assert modes == [False, True]
+
+
+def test_eval_refuses_a_mode_that_is_not_a_bool(sampling_run):
+    result = rlexp_eval(sampling_run, "episodes=2", "deterministic=maybe")
+    assert result.returncode == 1
+    assert result.stderr.startswith("rlexp-eval: error: deterministic: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import gymnasium as gym
 import torch
 
 from rlexp.errors import ConfigError, require
 from rlexp.run.collector import Stepper
-from rlexp.run.episodes import load_trained, play_episodes
+from rlexp.run.episodes import load_trained, play_episodes, run_evaluates_deterministically
 
 
-USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true] [video=false] [video_episodes=1] "
+USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true|false] [video=false] [video_episodes=1] "
          "[checkpoint=last|best] [seed=0] [device=cpu] [env.<key>=<value> ...]")
 
 HELP = f"""{USAGE}
@@ -24,7 +25,8 @@ Play whole episodes with a trained policy and print the mean and std of their re
 arguments:
   <run dir or checkpoint.pt>  a run directory (outputs/runs/<run>) or one of its checkpoints
   episodes=N                  how many episodes, one per env instance (default 10)
-  deterministic=true|false    the policy's most likely action, or sampled actions
+  deterministic=true|false    the policy's most likely action, or sampled actions (default: as the
+                              run's own evaluations, its eval.deterministic; the Atari presets sample)
   video=true|false            also record MP4s into <run>/videos (pip install -e ".[video]")
   video_episodes=N            how many episodes to record (default 1)
   checkpoint=last|best        which checkpoint of a run directory (default last)
@@ -41,7 +43,7 @@ class UsageError(Exception):
 @dataclass
 class EvalArgs:
     episodes: int = 10
-    deterministic: bool = True
+    deterministic: Optional[bool] = None  # None: as the run's own evaluations (its eval.deterministic)
     video: bool = False
     video_episodes: int = 1
     checkpoint: str = "last"  # which file of a run directory: last or best
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         device = resolve_device(args.device)
         policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
+        if args.deterministic is None:
+            args.deterministic = run_evaluates_deterministically(cfg)
         returns = play_episodes(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
         env.close()
         kind = "deterministic" if args.deterministic else "stochastic"

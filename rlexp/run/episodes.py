@@ -152,6 +152,15 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
     return policy.to(device).eval(), env, cfg
 
 
+def run_evaluates_deterministically(cfg: Any) -> bool:
+    """How the run's own evaluations chose actions (its ``eval.deterministic``: the Atari presets
+    sample): what ``rlexp-eval`` and ``Agent.evaluate`` do unless told otherwise. A config saved
+    without the key evaluated deterministically."""
+    from omegaconf import OmegaConf
+
+    return bool(OmegaConf.select(cfg, "eval.deterministic", default=True))
+
+
 def with_env_overrides(env_cfg: Any, overrides: Sequence[str]) -> Any:
     """The run's env config with ``env.<key>=<value>`` changes; a key the run's env config does
     not have is refused (``make_kwargs`` takes new entries: they go to the env's constructor)."""
