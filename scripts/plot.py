@@ -1,7 +1,10 @@
 """Learning curves and a results table for a multirun directory.
 
     python -m rlexp.cli.train -m +sweep=compare_algos
-    python scripts/plot.py outputs/multirun/compare_algos/<time> --png docs/compare_algos.png --md docs/compare_algos.md
+    python scripts/plot.py outputs/multirun/compare_algos/<time> --png outputs/compare_algos.png --md outputs/compare_algos.md
+
+(--png docs/compare_algos.png --md docs/compare_algos.md regenerates the committed docs' picture
+and table: tracked files, written only when updating the docs.)
 
 Jobs that differ only in their seed are averaged (mean ± std); jobs that failed or
 never ran are listed, not fatal. The logic lives in rlexp/analysis/results.py.

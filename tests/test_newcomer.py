@@ -131,3 +131,16 @@ def test_eval_refuses_a_mode_that_is_not_a_bool(sampling_run):
     result = rlexp_eval(sampling_run, "episodes=2", "deterministic=maybe")
     assert result.returncode == 1
     assert result.stderr.startswith("rlexp-eval: error: deterministic: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_readme_plot_example_writes_into_outputs_not_the_committed_docs():
+    """Copying the README's plot command must not overwrite tracked files; regenerating the
+    committed docs is its own command, introduced as such."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if "scripts/plot.py" in line and "--png" in line]
+    example = next(line for line in commands if line.startswith("python scripts/plot.py"))
+    assert "--png outputs/" in example and "--md outputs/" in example, example
+    to_docs = [line for line in commands if "docs/" in line.split("scripts/plot.py", 1)[1]]
+    assert to_docs and all(not line.startswith("python ") for line in to_docs), to_docs  # not in a block to copy
+    paragraph = readme[readme.rindex("\n\n", 0, readme.index(to_docs[0])):readme.index(to_docs[0])]
+    assert "regenerate" in paragraph.lower(), paragraph
