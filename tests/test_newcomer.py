@@ -144,3 +144,16 @@ def test_readme_plot_example_writes_into_outputs_not_the_committed_docs():
     assert to_docs and all(not line.startswith("python ") for line in to_docs), to_docs  # not in a block to copy
     paragraph = readme[readme.rindex("\n\n", 0, readme.index(to_docs[0])):readme.index(to_docs[0])]
     assert "regenerate" in paragraph.lower(), paragraph
+
+
+def test_readme_lists_every_extra_once_near_the_top_with_its_install_line():
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    readme = (ROOT / "README.md").read_text()
+    top = readme[readme.index("## Install and run"):readme.index("\n## ", readme.index("## Install and run") + 1)]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in top.splitlines() if line.startswith("| `")]
+    listed = [row[0].strip("`") for row in rows]
+    assert sorted(listed) == sorted(extras) and len(listed) == len(set(listed)), (listed, extras)
+    for (_, enables, install), name in zip(rows, listed):
+        assert install == f'`pip install -e ".[{name}]"`' and enables, (name, install)
