@@ -159,6 +159,16 @@ def test_each_sign_fires_once_and_off_checks_nothing():
     assert feed(make_warning_signs(mode="off"), [{"train/first_minibatch_kl": 1.0}] * 3, abs_reward=1e6) == []
 
 
+@pytest.mark.parametrize("group", ["off", "warn", "strict"])
+def test_each_diagnostics_group_gives_its_mode(group):
+    """The config groups a user picks (``diagnostics=off`` and so on): YAML reads a bare ``off``
+    as false, which the checks refused."""
+    from rlexp.config import compose_config
+
+    cfg = compose_config([f"diagnostics={group}"])
+    assert make_warning_signs(cfg.diagnostics).mode == group
+
+
 def test_every_finding_names_its_remedy():
     d = make_warning_signs()
     finding = d.check({**CALM, "train/first_minibatch_kl": 1.0}, 0.1, math.nan, 1.0, 1.0, False)[0]
