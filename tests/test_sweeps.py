@@ -38,7 +38,7 @@ def opt_in(request, marker: str) -> None:
 
 # -- reading a sweep back ------------------------------------------------------------------------
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name))
+    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))  # <job number>[_<algo>_<env id>]
 
 
 def summary(job: Path) -> dict:
@@ -74,7 +74,7 @@ def make_report(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
 def check_two_by_two(sweep_dir: Path, launcher: str) -> None:
     """seed=0,1 x algo=a2c,ppo: four finished runs, and a report whose numbers are theirs."""
     jobs = job_dirs(sweep_dir)
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    assert [p.name for p in jobs] == [f"{n}_{overrides(p)['algo']}_cartpole-v1" for n, p in enumerate(jobs)]  # <job number>_<algo>_<env id>
     for job in jobs:
         assert launcher in yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["launcher"]["_target_"]
         assert list((job / "tb").glob("events.out.tfevents.*")) and (job / "train.log").is_file()

@@ -176,7 +176,7 @@ def runs(tmp_path_factory) -> Path:
 
 
 def jobs(root: Path) -> list[Path]:
-    return sorted((p for p in (root / "sweep").iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name))
+    return sorted((p for p in (root / "sweep").iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))  # <job number>_<algo>_<env id>
 
 
 def overrides(job: Path) -> dict[str, str]:
