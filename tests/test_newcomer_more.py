@@ -30,3 +30,37 @@ def test_atari_train_and_eval_exit_without_nanobind_leak_reports(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     assert "leaked" not in evaluate.stderr, evaluate.stderr[-2000:]
+
+
+SWEEP_TINY = ["total_steps=1024", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2"]
+
+
+def test_joblib_sweep_console_lines_name_their_job(tmp_path):
+    """Two jobs in parallel: each of their console lines starts with its hydra.job.num; the
+    jobs' train.log files keep Hydra's format."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP_TINY,
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    job_lines = [line for line in result.stdout.splitlines() if "[rlexp]" in line]
+    assert job_lines, result.stdout
+    for line in job_lines:
+        assert re.match(r"\[job [01]\] \[", line), line
+    for number in (0, 1):
+        done = [line for line in job_lines if line.startswith(f"[job {number}] ") and "done:" in line]
+        assert len(done) == 1, job_lines
+        (log,) = sweep.glob(f"{number}_*/train.log")
+        assert log.read_text().startswith("[20"), log.read_text()[:200]  # no prefix in the file
+
+
+def test_optuna_sweep_console_has_no_third_party_start_up_noise(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = run_cli("-m", "+sweep=ppo_optuna", "hydra.sweeper.n_trials=2", *SWEEP_TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = result.stdout + result.stderr
+    assert "Best value" in console and "[job 1] " in console  # the sweep ran both trials and reported
+    assert "alembic" not in console, console[:2000]
+    assert "\x1b[" not in console, repr(console[:2000])  # Optuna's own colour handler
+    assert "A new study created" not in console  # Optuna's INFO (the sweeper's "Study name:" line says it)

@@ -1,4 +1,17 @@
-"""What rlexp adds to Hydra's own launchers: one callback that keeps a local Ray on loopback.
+"""What rlexp adds to Hydra's own launchers: a sweep's console lines that say which job wrote
+them, third-party start-up chatter kept off the console, and a local Ray kept on loopback.
+
+Console lines of a multirun: every launcher runs a job through Hydra's ``run_job``, which sets
+the job's Hydra config (``hydra.job.num`` among it) and then the job's logging from
+``hydra.job_logging`` (conf/config.yaml); that config's console formatter is
+:class:`JobConsoleFormatter`, which puts ``[job N]`` in front of each line in a multirun only.
+train.log keeps Hydra's format. :class:`QuietLibraries` keeps INFO and below of a few chatty
+libraries (Alembic's "setup plugin ..." lines when Optuna imports it, Optuna's own messages) off
+the console handlers; their warnings still show, and a job's train.log keeps everything.
+Optuna writes to stderr through a colour handler of its own: :class:`OptunaThroughLogging`
+hands its messages to Python's logging instead, before the Optuna sweeper starts.
+
+Ray:
 
 ``conf/hydra/launcher/ray_local.yaml`` runs a multirun through hydra-ray-launcher on a Ray
 instance that the launcher starts on this machine; the launching is the plugin's. Ray (2.60)
@@ -23,6 +36,55 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+#: libraries whose INFO (and DEBUG) lines stay off the console: start-up chatter, not results
+QUIET_LIBRARIES = ("alembic", "optuna", "sqlalchemy")
+
+
+def job_number() -> int | None:
+    """This job's number in a multirun (``hydra.job.num``); None in a single run, a run started
+    from Python, or outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    mode = OmegaConf.select(hydra_cfg, "mode", default=None)
+    if mode is None or getattr(mode, "name", str(mode)) != "MULTIRUN":
+        return None
+    return OmegaConf.select(hydra_cfg, "job.num", default=None)
+
+
+class JobConsoleFormatter(logging.Formatter):
+    """The console format of a job, with ``[job N] `` in front in a multirun (Hydra builds one
+    each time it sets up a job's logging, after it has set that job's config)."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None):
+        number = job_number()
+        if number is not None:
+            fmt = f"[job {number}] {fmt or '%(message)s'}"
+        super().__init__(fmt, datefmt)
+
+
+class QuietLibraries(logging.Filter):
+    """Drops INFO and below from the libraries in :data:`QUIET_LIBRARIES` (a console handler's filter)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] not in QUIET_LIBRARIES
+
+
+class OptunaThroughLogging(Callback):
+    """Before the Optuna sweeper starts: Optuna's messages go through Python's logging (where
+    :class:`QuietLibraries` keeps its INFO off the console) instead of its own colour handler
+    on stderr. Nothing happens with another sweeper."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optuna" not in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
+            return
+        import optuna
+
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
 
 LOCAL_ONLY_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 

@@ -154,8 +154,12 @@ class ProgressBar(Callback):
     def on_run_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
+        from rlexp.cli.launchers import job_number
+
+        number = job_number()  # a sweep's jobs share the terminal: each bar says whose it is
         self.bar = tqdm(total=trainer.n_updates * trainer.steps_per_rollout, initial=trainer.global_step, unit="step",
-                        disable=None if self.enabled else True, dynamic_ncols=True)
+                        disable=None if self.enabled else True, dynamic_ncols=True,
+                        desc=None if number is None else f"job {number}")
 
     def on_update_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
         self.bar.update(trainer.steps_per_rollout)
