@@ -1,7 +1,7 @@
 """The warning signs' benchmark (rlexp.analysis.signs_benchmark): a recorded run replays to the
 signs that fired live, and the table counts false alarms and detections."""
 
-from rlexp.analysis.signs_benchmark import record_run, replay, table
+from rlexp.analysis.signs_benchmark import record_run, replay, sign_table, table
 
 
 def test_replaying_a_recording_gives_what_fired_during_the_run():
@@ -27,3 +27,13 @@ def test_the_table_counts_false_alarms_and_detections():
     assert "| broken_critic | fault | 1 | - | 0: value_not_learning@10 | 1 of 1 detected |" in text
     # with a threshold above what the healthy critic reached, the healthy run becomes a false alarm
     assert "1 of 1 with a false alarm" in table(runs, max_best_explained_variance=0.95)
+
+
+def test_the_sign_table_counts_each_sign_over_all_cases():
+    runs = [synthetic("healthy_run", "healthy", [], [0.0, 0.5, 0.9] + [0.0] * 17),
+            synthetic("other_healthy", "healthy", [], [0.01] * 20),  # a false alarm of value_not_learning
+            synthetic("broken_critic", "fault", ["value_not_learning"], [0.01] * 20),
+            synthetic("broken_critic", "fault", ["value_not_learning"], [0.9] * 20)]  # missed
+    text = sign_table(runs)
+    assert "| value_not_learning | 1 of 2 | 1 of 2 (broken_critic) | 10-10 |" in text
+    assert "| updates_too_large | 0 of 2 | 0 of 0 (-) | - |" in text
