@@ -84,3 +84,35 @@ def test_readme_from_python_example_runs_as_pasted(tmp_path):
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(tmp_path / "outputs" / "runs") in result.stdout, result.stdout[-2000:]
+
+
+def test_readme_shared_torso_example_keeps_its_torso_responsive(tmp_path):
+    """The README's shared-torso Acrobot example. Acrobot pays -1 a step, so the critic's targets
+    near -100 (-1/(1-gamma)); with raw rewards the critic drives the shared tanh torso into
+    saturation within a few updates (the features stop depending on the observation, and the
+    policy stays uniform: -500 at every evaluation). The example scales the rewards. Checked
+    on the torso after 10k steps of the README's own command line."""
+    torch = pytest.importorskip("torch")
+    import gymnasium as gym
+    import numpy as np
+
+    import rlexp
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("rlexp-train env=acrobot network=shared_mlp"))
+    args = line.split("#")[0].split()[1:]
+    run_dir = tmp_path / "run"
+    result = run_cli(*args, "total_steps=10240", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=1",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    env, observations = gym.make("Acrobot-v1"), []
+    obs, _ = env.reset(seed=0)
+    for _ in range(500):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        observations.append(obs)
+    policy = rlexp.load(run_dir).policy
+    assert policy.shared
+    with torch.no_grad():
+        features = policy.actor_body(policy.actor_encoder(torch.as_tensor(np.array(observations), dtype=torch.float32)))
+    saturated = (features.abs() > 0.99).float().mean().item()
+    assert saturated < 0.5, f"{saturated:.0%} of the shared torso's units saturated"
