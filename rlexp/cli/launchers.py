@@ -20,7 +20,7 @@ even turns ``_node_ip_address=127.0.0.1`` back into the network address. The swi
 keeps it on 127.0.0.1 is Ray's own ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (single-machine
 mode, Ray's default on macOS and Windows), which Ray reads when it is imported. The launcher
 imports Ray only when it launches, after Hydra's ``on_multirun_start`` callbacks, so the
-callback below sets it there. (Hydra turns an exception in a callback into a warning, so
+callback :class:`RayLocalOnly` sets it there. (Hydra turns an exception in a callback into a warning, so
 the callback only sets and reports; it cannot stop a sweep.)
 """
 
