@@ -116,3 +116,12 @@ def test_readme_shared_torso_example_keeps_its_torso_responsive(tmp_path):
         features = policy.actor_body(policy.actor_encoder(torch.as_tensor(np.array(observations), dtype=torch.float32)))
     saturated = (features.abs() > 0.99).float().mean().item()
     assert saturated < 0.5, f"{saturated:.0%} of the shared torso's units saturated"
+
+
+def test_readme_gru_example_says_how_long_it_takes():
+    """The GRU example trains at a few hundred steps/s: its line and the text below say so."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("rlexp-train") and "network.recurrent=gru" in x)
+    assert "total_steps=" in line or re.search(r"#.*\bmin\b", line), line
+    after = readme[readme.index(line):][:1500]
+    assert re.search(r"\d+ (to \d+ )?minutes", after), after
