@@ -245,6 +245,21 @@ def run_name(env_id: Any) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-_") or "env"  # no dots, slashes or spaces
 
 
+def job_number() -> int | None:
+    """This job's number in a multirun (``hydra.job.num``); None in a single run, a run started
+    from Python, or outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    mode = OmegaConf.select(hydra_cfg, "mode", default=None)
+    if mode is None or getattr(mode, "name", str(mode)) != "MULTIRUN":
+        return None
+    return OmegaConf.select(hydra_cfg, "job.num", default=None)
+
+
 #: config groups rlexp-train --help leaves out: Hydra's own and the schemas above (internal)
 HIDDEN_GROUPS = ("hydra", "schema")
 

@@ -35,24 +35,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rlexp.config import job_number
+
 log = logging.getLogger(__name__)
 
 #: libraries whose INFO (and DEBUG) lines stay off the console: start-up chatter, not results
 QUIET_LIBRARIES = ("alembic", "optuna", "sqlalchemy")
-
-
-def job_number() -> int | None:
-    """This job's number in a multirun (``hydra.job.num``); None in a single run, a run started
-    from Python, or outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    mode = OmegaConf.select(hydra_cfg, "mode", default=None)
-    if mode is None or getattr(mode, "name", str(mode)) != "MULTIRUN":
-        return None
-    return OmegaConf.select(hydra_cfg, "job.num", default=None)
 
 
 class JobConsoleFormatter(logging.Formatter):

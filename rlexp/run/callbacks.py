@@ -154,7 +154,7 @@ class ProgressBar(Callback):
     def on_run_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        from rlexp.cli.launchers import job_number
+        from rlexp.config import job_number
 
         number = job_number()  # a sweep's jobs share the terminal: each bar says whose it is
         self.bar = tqdm(total=trainer.n_updates * trainer.steps_per_rollout, initial=trainer.global_step, unit="step",
