@@ -5,7 +5,6 @@ import json
 import math
 import os
 
-import gymnasium as gym
 import pytest
 import torch
 
@@ -213,43 +212,24 @@ def test_crafted_configs_provoke_their_signs(tmp_path, overrides, required):
 
 
 def test_a_policy_changed_after_collection_breaks_the_first_ratio(tmp_path):
-    """The bug guard: a policy that moves between collecting and its first minibatch."""
+    """The bug guard: a policy that moves between collecting and its first minibatch (the signs
+    benchmark's injected fault: action 0 made likelier after every collection)."""
+    from rlexp.analysis.signs_benchmark import StaleNetwork
     from rlexp.config import compose_config
     from rlexp.run.trainer import Trainer
 
     cfg = compose_config([f"seed={SEED}", "total_steps=4096", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=2"])
-    trainer = Trainer(cfg, tmp_path)
-    collect = trainer.collector.collect
-
-    def collect_then_nudge(*args):
-        result = collect(*args)
-        with torch.no_grad():
-            trainer.policy.action_head.output_layer.bias[0] += 0.5  # the injected fault: action 0 made likelier
-        return result
-
-    trainer.collector.collect = collect_then_nudge
-    fired = trainer.fit()["diagnostics"]
+    fired = Trainer(cfg, tmp_path, callbacks=[StaleNetwork()]).fit()["diagnostics"]
     assert fired.get("first_ratio_not_one") == 1 and set(fired) <= {"first_ratio_not_one"} | CONSEQUENCES, fired
 
 
-class LoudCartPole(gym.Wrapper):
-    """CartPole paying 1000 per step: rewards far out of scale."""
-
-    def __init__(self):
-        super().__init__(gym.make("CartPole-v1"))
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, 1000.0 * reward, terminated, truncated, info
-
-
-gym.register("RlexpLoudCartPole-v0", entry_point=LoudCartPole)
+LOUD = "env.id=rlexp.analysis.signs_benchmark:RlexpSignsRewardTimes1000-v0"  # CartPole paying 1000 per step
 
 
 def test_rewards_out_of_scale_fire_unless_normalised(tmp_path):
-    _, summary = train(tmp_path / "raw", "env.id=RlexpLoudCartPole-v0", "total_steps=2048", "diagnostics.max_abs_value_target=1e12")
+    _, summary = train(tmp_path / "raw", LOUD, "total_steps=2048", "diagnostics.max_abs_value_target=1e12")
     assert summary["diagnostics"] == {"reward_scale": 1}
-    _, summary = train(tmp_path / "normalised", "env.id=RlexpLoudCartPole-v0", "total_steps=2048", "env.normalize_reward=true")
+    _, summary = train(tmp_path / "normalised", LOUD, "total_steps=2048", "env.normalize_reward=true")
     assert summary["diagnostics"] == {}
 
 

@@ -151,12 +151,13 @@ def record_run(case: str, seed: int, *extra: str) -> dict[str, Any]:
 
     spec = CASES[case]
     recorder = Recorder()
-    callbacks = [recorder] if spec.inject is None else [spec.inject(), recorder]
+    injector = spec.inject() if spec.inject is not None else None
+    callbacks = [recorder] if injector is None else [injector, recorder]
     cfg = compose_config([*spec.overrides, f"seed={seed}", "logger=none", "progress=false", "checkpoint.every_updates=0", *extra])
     with tempfile.TemporaryDirectory() as run_dir:
         summary = Trainer(cfg, run_dir, callbacks=callbacks).fit()
     return {"case": case, "label": spec.label, "meant": list(spec.meant), "seed": seed, "overrides": list(spec.overrides),
-            "injected": type(spec.inject()).__name__ if spec.inject else None,
+            "injected": type(injector).__name__ if injector is not None else None,
             "status": summary["status"], "eval_return": summary["eval_return_mean"], "fired_live": summary["diagnostics"], "updates": recorder.updates}
 
 

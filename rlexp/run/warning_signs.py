@@ -11,6 +11,7 @@ thresholds are config values: conf/diagnostics/warn.yaml is the one place their 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -170,12 +171,10 @@ class WarningSigns:
         if last is not None and last > self.max_approx_kl_once:
             return Finding("updates_too_large", f"one update moved the policy by an approx KL of {last:.3g} "
                                                 f"(beyond {self.max_approx_kl_once:g})")
-        if len(self.history) < self.window:
-            return None
-        kls = sorted(h["train/approx_kl"] for h in self.history if h.get("train/approx_kl") is not None)
+        kls = [h["train/approx_kl"] for h in self.history if h.get("train/approx_kl") is not None]
         if len(kls) < self.window:
             return None
-        median = kls[len(kls) // 2] if len(kls) % 2 else 0.5 * (kls[len(kls) // 2 - 1] + kls[len(kls) // 2])
+        median = statistics.median(kls)
         if median > self.max_approx_kl:
             return Finding("updates_too_large", f"approx KL above {self.max_approx_kl:g} in most of the last {self.window} updates "
                                                 f"(median {median:.3g}, last {self.history[-1]['train/approx_kl']:.3g})")
