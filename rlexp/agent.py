@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rlexp.envs import ActionAdapter, load_normalization_state, normalization_state
+from rlexp.envs.masks import ActionMasks
 from rlexp.data.observations import lead_shape, to_tensor, tree_map
 
 #: gymnasium's NormalizeObservation adds this to the variance
@@ -31,18 +32,34 @@ class Agent:
         self.obs_rms = obs_rms
         self.clip_obs = cfg.env.get("clip_obs")
         self._to_env = ActionAdapter(env, device)
+        #: the env's action masks (rlexp.envs.masks), when the run was trained with them: predict
+        #: takes the env's own observations and adds the mask it is given
+        self.masks = find_wrapper(env, ActionMasks)
+        self.env_observation_space = self.masks.env.single_observation_space if self.masks is not None else self.observation_space
         env.close()
 
-    def predict(self, obs: Any, deterministic: bool = True, state: Optional[torch.Tensor] = None, episode_start: Any = None) -> Any:
+    def predict(self, obs: Any, deterministic: bool = True, state: Optional[torch.Tensor] = None, episode_start: Any = None,
+                action_mask: Any = None) -> Any:
         """Actions for one observation (returns one action) or a batch (returns a batch).
 
         An agent whose policy carries a state (``network.recurrent``) returns ``(action, state)``:
         pass the state back with the next observation, and ``episode_start=True`` (per observation
         in a batch) where an episode begins; ``state=None`` starts from zeros. Observations are the
-        run's env's own (with ``env.mask_velocity``, without the velocities)."""
-        batched = is_batch(obs, self.observation_space)
+        run's env's own (with ``env.mask_velocity``, without the velocities).
+
+        ``action_mask``: for a run trained with action masks (``env.action_mask``), the allowed
+        actions of this observation (or one row per observation of a batch), as the env gives
+        them; invalid actions are then never chosen. None: the mask the observation carries (an
+        ``action_mask`` entry), else every action is allowed."""
+        batched = is_batch(obs, self.env_observation_space)
         batch = obs if batched else tree_map(lambda x: np.asarray(x)[None], obs)
         batch = self.process(batch)
+        if self.masks is not None:
+            n = int(np.shape(next(iter(batch.values())) if isinstance(batch, dict) else batch)[0])
+            mask = None if action_mask is None else np.asarray(action_mask).reshape(n, -1)
+            batch = self.masks.add_mask(batch, mask, n)
+        elif action_mask is not None:
+            raise ValueError("action_mask is for runs trained with action masks; this run's env gave none (env.action_mask)")
         obs_t = to_tensor(batch, self.observation_space, self.device)
         stateful = self.stateful
         if not stateful and (state is not None or episode_start is not None):
@@ -89,6 +106,15 @@ class Agent:
             return play_episodes(self.policy, env, episodes, self.device, deterministic, seed=seed)
         finally:
             env.close()
+
+
+def find_wrapper(env: Any, kind: type) -> Any:
+    """The wrapper of type ``kind`` in a vector env's chain of wrappers, or None."""
+    while env is not None:
+        if isinstance(env, kind):
+            return env
+        env = getattr(env, "env", None)
+    return None
 
 
 def is_batch(obs: Any, space: gym.Space) -> bool:

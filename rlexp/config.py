@@ -91,6 +91,7 @@ class EnvSchema:
     make_kwargs: Dict[str, Any] = field(default_factory=dict)
     obs_keys: Optional[List[str]] = None
     mask_velocity: bool = False
+    action_mask: str = "auto"  # auto | obs | info | method | none (rlexp.envs.masks)
 
 
 @dataclass
@@ -133,6 +134,7 @@ class NetworkSchema:
     recurrent_size: int = 256
     recurrent_layers: int = 1
     precision: str = "fp32"  # fp32 | bf16 (encoders and torsos in bfloat16 autocast)
+    mask_input: bool = False  # action masks: the encoders also read the mask (by default it only masks the head)
 
 
 @dataclass

@@ -52,6 +52,7 @@ def unsupported_reason(policy: nn.Module, optimizer: Any, device: torch.device, 
     checks = [
         (device.type == "cpu", f"it runs on the CPU only (device is {device})"),
         (not compiled, "compile=true compiles the autograd loss instead"),
+        (not getattr(policy, "masked", False), "it has no invalid-action masks (env.action_mask=none turns them off)"),
         (policy.initial_state(1).numel() == 0, "it implements feed-forward policies only; network.recurrent needs fast_cpu=auto or false"),
         (type(policy) is ActorCritic, "it needs rlexp's ActorCritic network"),
         (type(getattr(policy, "actor_encoder", None)) is FlattenEncoder and policy.actor_encoder.passthrough

@@ -34,7 +34,8 @@ from torch import nn
 
 from rlexp.agent import NORMALIZE_EPSILON, Agent, load
 from rlexp.errors import ConfigError, require
-from rlexp.data.observations import leaf_dtype, to_tensor
+from rlexp.data.observations import MASK_KEY, leaf_dtype, to_tensor
+from rlexp.envs.masks import OBS_KEY
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 #: exported actions must equal the agent's to this (absolute, for continuous actions)
@@ -54,6 +55,9 @@ class ExportedPolicy(nn.Module):
         self.register_buffer("obs_mean", rms["mean"].double() if rms is not None else None)
         self.register_buffer("obs_std", torch.sqrt(rms["var"].double() + NORMALIZE_EPSILON) if rms is not None else None)
         self.clip_obs = float(agent.clip_obs) if agent.clip_obs is not None else None
+        #: a run with action masks takes them as an input: beside the env's own observation
+        #: (obs.observation and obs.action_mask) or as an entry of its Dict observation
+        self.masks_wrapped = agent.masks is not None and agent.masks.wrapped
         space = self.action_space
         self.discrete = isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
         start = np.asarray(getattr(space, "start", 0)).reshape(-1) if self.discrete else np.zeros(1)
@@ -66,10 +70,10 @@ class ExportedPolicy(nn.Module):
 
     def forward(self, obs: Any) -> torch.Tensor:
         obs = cast_leaves(obs, self.observation_space)
-        if self.obs_mean is not None:
-            obs = ((obs.double() - self.obs_mean) / self.obs_std).float()
-        if self.clip_obs is not None:
-            obs = obs.clamp(-self.clip_obs, self.clip_obs)
+        if self.masks_wrapped:  # the env's own observation beside the action mask (an input like any other)
+            obs = {**obs, OBS_KEY: self.process(obs[OBS_KEY])}
+        else:
+            obs = self.process(obs)
         action, _ = self.policy.predict(obs, None, None, deterministic=True)  # stateless: nothing to carry
         if self.action_low is not None:
             return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
@@ -78,6 +82,15 @@ class ExportedPolicy(nn.Module):
         if self.discrete:
             action = action + self.action_start.reshape(self.action_shape or ())
         return action.to(self.action_dtype) if self.action_dtype is not None else action
+
+
+    def process(self, obs: Any) -> Any:
+        """The run's observation normalisation and clipping."""
+        if self.obs_mean is not None:
+            obs = ((obs.double() - self.obs_mean) / self.obs_std).float()
+        if self.clip_obs is not None:
+            obs = obs.clamp(-self.clip_obs, self.clip_obs)
+        return obs
 
 
 def cast_leaves(obs: Any, space: gym.Space) -> Any:
@@ -131,6 +144,15 @@ def sample_observations(space: gym.Space, n: int, seed: int) -> Any:
         return np.stack([np.asarray(x) for x in items])
 
     return stack(samples, space)
+
+
+def agent_observations(agent: Agent, n: int, seed: int) -> Any:
+    """A batch of ``n`` sampled observations as the agent's policy takes them; a sampled action
+    mask keeps the first choice of each sub-action allowed (a random one may allow none)."""
+    obs = sample_observations(agent.observation_space, n, seed)
+    if agent.masks is not None:
+        obs[MASK_KEY][:, agent.masks.starts] = True
+    return obs
 
 
 def check_exportable(agent: Agent) -> None:
@@ -199,7 +221,7 @@ def write_policy(agent: Agent, fmt: str, output: Path) -> bool:
     check_exportable(agent)
     output.parent.mkdir(parents=True, exist_ok=True)
     space = agent.observation_space
-    example = to_tensor(sample_observations(space, 3, seed=0), space, torch.device("cpu"))
+    example = to_tensor(agent_observations(agent, 3, seed=0), space, torch.device("cpu"))
     tmp = output.with_name(output.name + ".tmp")
     try:
         with in_float32(agent.policy):
@@ -238,11 +260,15 @@ def verify(path: Path, fmt: str, agent: Agent) -> bool:
     batch of 1 sampled observations); raises where they differ."""
     space = agent.observation_space
     for n, seed in ((7, 1), (1, 2)):
-        obs = sample_observations(space, n, seed)
+        obs = agent_observations(agent, n, seed)
         got = run_file(path, fmt, obs, space)
         if got is None:
             return False
-        expected = agent.predict(obs, deterministic=True)
+        if agent.masks is not None:  # predict takes the env's own observation and the mask apart
+            own = obs[OBS_KEY] if agent.masks.wrapped else {k: v for k, v in obs.items() if k != MASK_KEY}
+            expected = agent.predict(own, deterministic=True, action_mask=obs[MASK_KEY])
+        else:
+            expected = agent.predict(obs, deterministic=True)
         same = got.shape == np.shape(expected) and np.allclose(got, expected, rtol=0, atol=TOLERANCE)
         require(same, "--format", f"the {fmt} file's actions differ from the agent's on sampled observations; please report this run's config")
     return True

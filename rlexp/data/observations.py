@@ -17,6 +17,18 @@ import torch
 
 Tree = Union[torch.Tensor, dict, tuple]
 
+#: the Dict observation entry an action mask travels in (PettingZoo's name; rlexp.envs.masks writes it)
+MASK_KEY = "action_mask"
+
+
+def is_mask_space(space: gym.Space) -> bool:
+    """Whether ``space`` is an observation carrying an action mask as rlexp.envs.masks writes it:
+    a Dict with a 1-D bool Box entry ``action_mask`` (one flag per choice)."""
+    if not isinstance(space, gym.spaces.Dict) or MASK_KEY not in space.spaces:
+        return False
+    sub = space.spaces[MASK_KEY]
+    return isinstance(sub, gym.spaces.Box) and sub.dtype == np.bool_ and len(sub.shape) == 1
+
 
 def tree_map(fn: Callable[..., Any], tree: Any, *others: Any) -> Any:
     """``fn`` applied to every leaf of ``tree`` (and the matching leaves of ``others``)."""

@@ -68,6 +68,8 @@ class AtariSpec(EnvSpec):
                 f"must be one of {', '.join(VECTORIZATIONS)} for Atari (ale: ale-py's vector env), got {self.vectorization!r}")
         for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward", "mask_velocity"):
             require(not getattr(self, key, None), key, "does not apply to Atari (uint8 frames; rewards are sign-clipped by env.sign_rewards); set it to null/false")
+        require(self.action_mask in ("auto", "none"), "action_mask", "Atari games allow every action in every state; set it to auto or none")
+        self.mask_source = "none"
         require(self.noop_max >= 0, "noop_max", f"must be >= 0, got {self.noop_max}")
         require(self.frame_skip >= 1, "frame_skip", f"must be >= 1, got {self.frame_skip}")
         require(self.screen_size >= 8, "screen_size", f"must be >= 8, got {self.screen_size}")

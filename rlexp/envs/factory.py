@@ -18,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import vector as vw
 
+from rlexp.envs.masks import SOURCES as MASK_SOURCES
+from rlexp.envs.masks import ActionMasks, provided_source
 from rlexp.envs.minigrid import declare_code_bounds, is_minigrid
 from rlexp.envs.velocity import mask_velocity, velocity_entries
 from rlexp.errors import ConfigError, require
@@ -51,8 +53,12 @@ class EnvSpec:
     make_kwargs: dict[str, Any] = field(default_factory=dict)
     obs_keys: Optional[list[str]] = None  # Dict observations: the entries to keep (null: all rlexp can encode)
     mask_velocity: bool = False  # leave the velocities out of the observation (rlexp.envs.velocity)
+    action_mask: str = "auto"  # where invalid-action masks come from: auto | obs | info | method | none (rlexp.envs.masks)
 
     def __post_init__(self) -> None:
+        require(self.action_mask in MASK_SOURCES, "action_mask", f"must be one of {', '.join(MASK_SOURCES)}, got {self.action_mask!r}")
+        #: the mask source in use once an env is made (auto resolved): obs, info, method or none
+        self.mask_source = "none" if self.action_mask == "auto" else self.action_mask
         require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
         require(self.vectorization in ("sync", "async"), "vectorization", f"must be 'sync' or 'async', got {self.vectorization!r}")
         require(self.clip_obs is None or self.clip_obs > 0, "clip_obs", f"must be > 0 or null, got {self.clip_obs}")
@@ -64,6 +70,9 @@ class EnvSpec:
             from rlexp.envs.torch_native import TORCH_ENVS
 
             require(self.id in TORCH_ENVS, "id", f"no torch-native version of {self.id!r}; backend=torch supports {', '.join(TORCH_ENVS)}")
+            require(self.action_mask in ("auto", "none"), "action_mask",
+                    "the torch-native envs (classic control) allow every action in every state; set it to auto or none")
+            self.mask_source = "none"
             for key in ("normalize_obs", "normalize_reward", "clip_obs", "clip_reward", "mask_velocity"):
                 require(not getattr(self, key), key, "is a gymnasium (numpy) wrapper: not available with backend=torch")
             return
@@ -113,11 +122,25 @@ class EnvSpec:
             env.update_running_mean = training
         if self.clip_obs is not None:
             env = vw.TransformObservation(env, lambda obs, c=self.clip_obs: obs.clip(-c, c))
+        try:
+            env = self.with_action_masks(env, kwargs)
+        except ConfigError:
+            env.close()
+            raise
         if training and self.normalize_reward:
             env = vw.NormalizeReward(env, gamma=gamma)
         if training and self.clip_reward is not None:
             env = vw.ClipReward(env, -self.clip_reward, self.clip_reward)
         return env
+
+    def with_action_masks(self, env: gym.vector.VectorEnv, make_kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+        """The env with its action masks in the observation (rlexp.envs.masks), from the source
+        ``action_mask`` names or, for auto, the one the env provides (``mask_source`` says which)."""
+        source = self.action_mask
+        if source == "auto":
+            source = provided_source(self.id.rpartition(":")[2], make_kwargs, env)
+        self.mask_source = source
+        return env if source == "none" else ActionMasks(env, source, self.id)
 
     def select_entries(self, env: gym.vector.VectorEnv, training: bool) -> gym.vector.VectorEnv:
         """Keep the Dict observation entries named in ``obs_keys``; without it, leave out the

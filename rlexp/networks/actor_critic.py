@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from rlexp.errors import ConfigError, require
-from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, make_encoder, mlp, orthogonal_init
+from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, EntryEncoder, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
 from rlexp.networks.recurrent import CORES, RecurrentCore
-from rlexp.data.observations import Tree, lead_shape, tree_map
+from rlexp.data.observations import MASK_KEY, Tree, is_mask_space, lead_shape, tree_map
 
 #: network.precision: float32 throughout, or the encoders and torsos in bfloat16 autocast
 PRECISIONS = ("fp32", "bf16")
@@ -54,6 +54,12 @@ class ActorCritic(nn.Module):
     ``recurrent="lstm"`` or ``"gru"`` builds a :class:`RecurrentActorCritic` instead, so every
     config names this one ``_target_``.
 
+    An observation that carries an action mask (a Dict with a bool ``action_mask`` entry, as
+    rlexp.envs.masks writes it) masks the action head everywhere the policy acts or is
+    evaluated: sampling, the mode, log-probabilities and entropy in the update (with the mask
+    stored beside the observation at collection). The encoders do not read the mask unless
+    ``mask_input``.
+
     ``precision="bf16"`` runs the encoders and torsos under ``torch.autocast`` in bfloat16
     (mixed precision: the weights, the gradients and the optimizer stay float32) and hands
     float32 features to the heads, so log-probabilities, ratios and values are float32. It
@@ -84,6 +90,7 @@ class ActorCritic(nn.Module):
         recurrent_size: int = 256,
         recurrent_layers: int = 1,
         precision: str = "fp32",
+        mask_input: bool = False,
     ):
         super().__init__()
         require(precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -99,8 +106,12 @@ class ActorCritic(nn.Module):
             raise ConfigError("cnn", str(e).replace("CnnSpec.__init__() ", "")) from None
         self.shared, self.activation = shared, activation
         self.is_continuous = isinstance(action_space, gym.spaces.Box)
-        self.actor_encoder = make_encoder(observation_space, encoder, cnn_spec)
-        self.critic_encoder = self.actor_encoder if shared else make_encoder(observation_space, encoder, cnn_spec)
+        #: whether the observations carry an action mask (rlexp.envs.masks) for the action head
+        self.masked = is_mask_space(observation_space)
+        if self.masked and isinstance(action_space, gym.spaces.Box):
+            raise ConfigError("env.action_mask", f"masks apply to discrete actions; this env's actions are {action_space}: set env.action_mask=none")
+        self.actor_encoder = self._make_encoder(observation_space, encoder, cnn_spec, mask_input)
+        self.critic_encoder = self.actor_encoder if shared else self._make_encoder(observation_space, encoder, cnn_spec, mask_input)
         # the torso reads the recurrent core's output where there is one
         features = self.actor_encoder.out_features if recurrent is None else recurrent_size
         self.actor_body = mlp(features, hidden_sizes, activation)
@@ -118,6 +129,23 @@ class ActorCritic(nn.Module):
         for module in self.modules():  # convolution weights in channels-last memory, as their input (CnnEncoder)
             if isinstance(module, nn.Conv2d):
                 module.to(memory_format=torch.channels_last)
+
+    def _make_encoder(self, space: gym.Space, encoder: Any, cnn_spec: CnnSpec, mask_input: bool) -> nn.Module:
+        """The encoder of ``space``; with an action mask, of the entries other than the mask
+        (one entry left: that entry's own encoder) unless ``mask_input``."""
+        if not self.masked or mask_input:
+            return make_encoder(space, encoder, cnn_spec)
+        rest = {key: sub for key, sub in space.spaces.items() if key != MASK_KEY}
+        if len(rest) == 1:
+            (key, sub), = rest.items()
+            if isinstance(encoder, dict) or hasattr(encoder, "keys"):
+                encoder = dict(encoder).get(key, "auto")
+            return EntryEncoder(key, make_encoder(sub, encoder, cnn_spec))
+        return make_encoder(gym.spaces.Dict(rest), encoder, cnn_spec)
+
+    def mask_of(self, obs: Any) -> Optional[torch.Tensor]:
+        """The action mask a batch of observations carries (None without masks)."""
+        return obs[MASK_KEY] if self.masked else None
 
     def _low_precision(self, fn: Any, x: Any) -> torch.Tensor:
         """``fn(x)``, under bfloat16 autocast where ``precision="bf16"``; float32 out either way."""
@@ -148,7 +176,7 @@ class ActorCritic(nn.Module):
     def act(self, obs: Any, state: torch.Tensor, starts: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample actions for a batch of observations: (action, log_prob, value, new state)."""
         actor, critic = self._features(obs)
-        dist = self.action_head(actor)
+        dist = self.action_head(actor, self.mask_of(obs))
         action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1), state
 
@@ -158,19 +186,19 @@ class ActorCritic(nn.Module):
 
     def predict(self, obs: Any, state: torch.Tensor, starts: Any, deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(action, new state): the distribution's mode, or a sample."""
-        dist = self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs))
+        dist = self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs), self.mask_of(obs))
         return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log_prob, entropy, value) of given actions under the current parameters (``seq``:
         the batch as sequences, which only a recurrent policy reads)."""
         actor, critic = self._features(obs)
-        dist = self.action_head(actor)
+        dist = self.action_head(actor, self.mask_of(obs))
         return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), self.value_head(critic).squeeze(-1)
 
     def distribution(self, obs: Any, seq: Optional["Sequences"] = None) -> Any:
         """The policy's action distribution on a batch of observations."""
-        return self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs))
+        return self.action_head(self._trunk(self.actor_encoder, self.actor_body, obs), self.mask_of(obs))
 
     def reset_noise(self, batch_size: int) -> None:
         """Start a rollout: draw fresh gSDE noise matrices (nothing to do for other heads)."""
@@ -236,7 +264,7 @@ class RecurrentActorCritic(ActorCritic):
     def act(self, obs: Tree, state: torch.Tensor, starts: Any):
         """Sample actions for one step: (action, log_prob, value, new state)."""
         actor, critic, state = self._step(obs, state, starts)
-        dist = self.action_head(actor)
+        dist = self.action_head(actor, self.mask_of(obs))
         action = self.action_head.sample(dist)
         return action, self.action_head.log_prob(dist, action), self.value_head(critic).squeeze(-1), state
 
@@ -247,7 +275,7 @@ class RecurrentActorCritic(ActorCritic):
     def predict(self, obs: Tree, state: torch.Tensor, starts: Any, deterministic: bool = True):
         """(action, new state) for one step."""
         actor, _, state = self._step(obs, state, starts)
-        dist = self.action_head(actor)
+        dist = self.action_head(actor, self.mask_of(obs))
         return (self.action_head.mode(dist) if deterministic else self.action_head.sample(dist)), state
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None):
@@ -255,7 +283,7 @@ class RecurrentActorCritic(ActorCritic):
         if seq is None:
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
         actor, critic, _ = self.sequence_features(seq.obs, seq.state, seq.starts)
-        dist = self.action_head(seq.to_flat(actor))
+        dist = self.action_head(seq.to_flat(actor), self.mask_of(obs))
         value = self.value_head(seq.to_flat(critic)).squeeze(-1)
         return self.action_head.log_prob(dist, actions), self.action_head.entropy(dist), value
 
@@ -263,4 +291,4 @@ class RecurrentActorCritic(ActorCritic):
         if seq is None:
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
         actor, _, _ = self.sequence_features(seq.obs, seq.state, seq.starts)
-        return self.action_head(seq.to_flat(actor))
+        return self.action_head(seq.to_flat(actor), self.mask_of(obs))

@@ -226,6 +226,19 @@ class DictEncoder(nn.Module):
         return torch.cat([self.parts[str(k)](obs[k]) for k in self.keys], dim=1)
 
 
+class EntryEncoder(nn.Module):
+    """Reads one entry of a Dict observation with that entry's own encoder (an observation that
+    carries an action mask beside the env's own observation: the mask is not encoded)."""
+
+    def __init__(self, key: str, inner: nn.Module):
+        super().__init__()
+        self.key, self.inner = key, inner
+        self.out_features = inner.out_features
+
+    def forward(self, obs) -> torch.Tensor:
+        return self.inner(obs[self.key])
+
+
 def make_encoder(space: gym.Space, encoder: Union[str, Mapping[str, str]] = "auto", cnn: Optional[CnnSpec] = None,
                  path: str = "") -> nn.Module:
     """The encoder for ``space``: ``auto`` gives images a CNN and flattens the rest; ``flatten``

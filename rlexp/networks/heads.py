@@ -6,11 +6,20 @@ Heads act in the policy's own terms: a Discrete action is an index from 0 (the e
 adds the space's ``start``), MultiDiscrete and MultiBinary actions are flat vectors (the
 adapter gives them the space's shape and dtype).
 
-Every head has the same small interface: ``forward(features)`` gives a distribution, and
-``sample``, ``log_prob``, ``entropy``, ``mode`` act on it.
+Every head has the same small interface: ``forward(features, mask=None)`` gives a
+distribution, and ``sample``, ``log_prob``, ``entropy``, ``mode`` act on it.
+
+``mask`` (the discrete heads): an invalid-action mask, (batch, flags) bools in the layout of
+rlexp.envs.masks (one flag per choice; MultiBinary: may be 0, may be 1 per bit). A masked
+choice gets a logit so low that its probability is exactly 0: it is never sampled, it adds
+nothing to the entropy (which is then the entropy over the allowed choices), and its logit
+gets no gradient. Log-probabilities of the allowed choices are those of the renormalised
+distribution, as in sb3-contrib's MaskablePPO.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +30,19 @@ from torch.distributions import Bernoulli, Categorical, Normal
 from rlexp.errors import ConfigError
 
 
+#: a MultiBinary bit that must be 0 (or 1) gets this logit (or its negative): sigmoid gives
+#: exactly 0 (or 1) in float32, and binary cross-entropy exactly 0 for the forced value
+FORCED_BIT_LOGIT = 1e4
+
+
+def masked_logits(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``logits`` with the masked-out choices at the dtype's lowest value: probability exactly 0
+    after the softmax, and finite (no NaN in the entropy or in the gradient)."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask.bool(), torch.finfo(logits.dtype).min)
+
+
 class CategoricalHead(nn.Module):
     """Logits for a Discrete action space."""
 
@@ -29,8 +51,8 @@ class CategoricalHead(nn.Module):
         self.logits = nn.Linear(in_features, n_actions)
         self.output_layer = self.logits
 
-    def forward(self, features: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.logits(features), validate_args=False)
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Categorical:
+        return Categorical(logits=masked_logits(self.logits(features), mask), validate_args=False)
 
     def sample(self, dist: Categorical) -> torch.Tensor:
         return dist.sample()
@@ -62,7 +84,7 @@ class GaussianHead(nn.Module):
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         self.output_layer = self.mean
 
-    def forward(self, features: torch.Tensor) -> Normal:
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Normal:
         mean = self.mean(features)
         return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
 
@@ -110,7 +132,7 @@ class StateDependentNoiseHead(GaussianHead):
         self.noise = torch.randn((batch_size, *std.shape), device=std.device) * std
         self.samples_since_reset = 0
 
-    def forward(self, features: torch.Tensor) -> Normal:
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Normal:
         mean = self.mean(features)
         latent = features.detach()
         std = (latent.pow(2) @ self.log_std.exp().pow(2) + 1e-6).sqrt()
@@ -135,8 +157,9 @@ class StateDependentNoiseHead(GaussianHead):
 class MultiCategorical:
     """Independent Categoricals over the entries of a MultiDiscrete action."""
 
-    def __init__(self, logits: torch.Tensor, sizes: list[int]):
-        self.parts = [Categorical(logits=chunk, validate_args=False) for chunk in torch.split(logits, sizes, dim=-1)]
+    def __init__(self, logits: torch.Tensor, sizes: list[int], mask: Optional[torch.Tensor] = None):
+        chunks = torch.split(masked_logits(logits, mask), sizes, dim=-1)
+        self.parts = [Categorical(logits=chunk, validate_args=False) for chunk in chunks]
 
 
 class MultiCategoricalHead(nn.Module):
@@ -148,8 +171,8 @@ class MultiCategoricalHead(nn.Module):
         self.logits = nn.Linear(in_features, sum(self.sizes))
         self.output_layer = self.logits
 
-    def forward(self, features: torch.Tensor) -> MultiCategorical:
-        return MultiCategorical(self.logits(features), self.sizes)
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> MultiCategorical:
+        return MultiCategorical(self.logits(features), self.sizes, mask)
 
     def sample(self, dist: MultiCategorical) -> torch.Tensor:
         return torch.stack([part.sample() for part in dist.parts], dim=-1)
@@ -175,8 +198,13 @@ class BernoulliHead(nn.Module):
         self.logits = nn.Linear(in_features, n)
         self.output_layer = self.logits
 
-    def forward(self, features: torch.Tensor) -> Bernoulli:
-        return Bernoulli(logits=self.logits(features), validate_args=False)
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Bernoulli:
+        logits = self.logits(features)
+        if mask is not None:  # (batch, 2 * bits): may the bit be 0, may it be 1
+            allowed = mask.bool().reshape(*logits.shape, 2)
+            forced = torch.full_like(logits, FORCED_BIT_LOGIT)
+            logits = torch.where(~allowed[..., 1], -forced, torch.where(~allowed[..., 0], forced, logits))
+        return Bernoulli(logits=logits, validate_args=False)
 
     def sample(self, dist: Bernoulli) -> torch.Tensor:
         return dist.sample()

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp.algos.base import OnPolicyAlgorithm
 from rlexp.builders import build, resolve_device
 from rlexp.config import with_current_defaults
+from rlexp.data.observations import MASK_KEY
 from rlexp.data.rollout import Rollout
 from rlexp.envs import EnvSpec, is_torch_env, reward_threshold
 from rlexp.errors import ConfigError, TrainingError, require
@@ -41,6 +42,9 @@ from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
 
 log = logging.getLogger("rlexp")
+
+#: how the start-of-run line names the source of the action masks (env.action_mask)
+MASK_SOURCE_WORDS = {"obs": "the observation's action_mask entry", "info": 'info["action_mask"]', "method": "the env's action_masks()"}
 
 
 def seed_everything(seed: int) -> None:
@@ -130,9 +134,14 @@ class Trainer:
     # -- the schedule -----------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         n_updates = self.n_updates
-        log.info("%s on %s: %d steps (%d updates of %d) on %s%s%s; run dir %s", type(self.algo).__name__, self.env_spec.id,
-                 n_updates * self.steps_per_rollout, n_updates, self.steps_per_rollout, self.device,
-                 " (numpy fast path: fast_cpu)" if self.backend is not None else " (autograd)",
+        masks = getattr(self.env_spec, "mask_source", "none")
+        if self.backend is not None:
+            path = " (numpy fast path: fast_cpu)"
+        else:  # the fast path has no masks: say why it is not taken where it otherwise might be
+            path = " (autograd: the numpy fast path has no action masks)" if masks != "none" and self.device.type == "cpu" else " (autograd)"
+        log.info("%s on %s: %d steps (%d updates of %d) on %s%s%s%s; run dir %s", type(self.algo).__name__, self.env_spec.id,
+                 n_updates * self.steps_per_rollout, n_updates, self.steps_per_rollout, self.device, path,
+                 f", action masks from {MASK_SOURCE_WORDS[masks]}" if masks != "none" else "",
                  f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir)
         # fresh episodes on resume: the environments' internal state is not checkpointed
         self.collector.reset(seed=self.cfg.seed + self.updates)
@@ -189,6 +198,10 @@ class Trainer:
         if finished:
             metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
             metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
+        if isinstance(self.rollout.obs, dict) and MASK_KEY in self.rollout.obs and getattr(self.policy, "masked", False):
+            # the mean share of allowed choices over the rollout's steps (autoreset steps left out)
+            valid = self.rollout.valid_env.to(self.device)
+            metrics["rollout/valid_action_fraction"] = float(self.rollout.obs[MASK_KEY][valid].float().mean())
         metrics["time/sps"] = self.global_step / max(self.train_time, 1e-9)
         return metrics
 
