@@ -16,6 +16,10 @@ Three mask sources, one env class each (gym ids, with ``env.id=rlexp.analysis.ma
 ``action_masks()`` method) and ``RlexpInvalidActionsObs-v0`` (a Dict observation with an
 ``action_mask`` entry, as PettingZoo's classic games).
 
+Two faults for the tests: ``empty_at=k`` gives a mask that allows nothing at step k (a broken
+env: rlexp must stop with a line naming it), ``empty_at_end`` gives one on the last observation
+of an episode (harmless: the action taken on it is Gymnasium's ignored autoreset step).
+
 Every mask the env gives is kept in ``given`` (reset's and each step's, in order), for tests
 that compare them with what the rollout stored.
 """
@@ -36,11 +40,14 @@ class InvalidActions(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, n_actions: int = 70, n_invalid: int = 55, ep_length: int = 100, space: str = "discrete",
-                 n_bits: int = 8, strict: bool = True, keep_masks: bool = False):
+                 n_bits: int = 8, strict: bool = True, keep_masks: bool = False, empty_at: int = -1, empty_at_end: bool = False):
         if space not in SPACES:
             raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
         self.kind, self.n_actions, self.n_invalid, self.ep_length = space, n_actions, n_invalid, ep_length
         self.strict, self.keep_masks = strict, keep_masks
+        # faults for the tests: a mask that allows nothing at step ``empty_at`` (a broken env), or
+        # on the observation an episode ends with (harmless: the next action is the autoreset step)
+        self.empty_at, self.empty_at_end = empty_at, empty_at_end
         if space == "discrete":
             if not 0 <= n_invalid < n_actions:
                 raise ValueError("n_invalid must leave the target valid: 0 <= n_invalid < n_actions")
@@ -76,6 +83,8 @@ class InvalidActions(gym.Env):
             forbidden = rng.choice(zeros, size=min(self.n_invalid, len(zeros)), replace=False)
             self.mask = np.ones(self.n_bits, dtype=np.int8)  # one flag per bit: may it be 1
             self.mask[forbidden] = 0
+        if self.steps == self.empty_at or (self.empty_at_end and self.steps >= self.ep_length):
+            self.mask = np.zeros_like(self.mask)
         if self.keep_masks:
             self.given.append(self.mask.copy())
 

@@ -132,7 +132,7 @@ class ActionMasks(gym.vector.VectorWrapper):
                 raise TrainingError(f"env.action_mask=info: sub-env {missing} of {self.env_id} gave no {MASK_KEY!r} in its info at vector step "
                                     f"{self.vector_steps}")
         else:
-            raw = np.stack([np.asarray(m) for m in self.env.call("action_masks")])
+            raw = np.stack([np.asarray(m) for m in self.env.unwrapped.call("action_masks")])  # each sub-env's, sync or async
         return self.layout(np.asarray(raw))
 
     def layout(self, raw: np.ndarray) -> np.ndarray:
