@@ -290,3 +290,20 @@ def test_bad_mask_settings_get_one_line(tmp_path, overrides, key, words):
 def test_a_missing_info_mask_is_one_line(tmp_path):
     with pytest.raises(TrainingError, match=r"env.action_mask=info: CartPole-v1's info has no 'action_mask' entry"):
         rlexp.train(["env.id=CartPole-v1", "env.action_mask=info", "total_steps=64", *rollout(8, 8), *SMALL], run_dir=tmp_path / "run")
+
+
+# -- every algorithm, and the async vector env ------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["a2c", "reinforce", "reinforce_baseline"])
+def test_every_algorithm_acts_and_learns_under_the_mask(tmp_path, algo):
+    # the strict env raises on an invalid action; the losses stay finite
+    no_ppo_keys = [s for s in SMALL if not s.startswith("algo.")]
+    result = rlexp.train([f"algo={algo}", f"env.id={ENV}", "env.num_envs=4", "algo.n_steps=100", "total_steps=2000", *no_ppo_keys],
+                         run_dir=tmp_path / "run")
+    assert result["status"] == "finished" and np.isfinite(result["eval_return_mean"])
+
+
+def test_the_method_source_through_the_async_vector_env(tmp_path):
+    # action_masks() is called in each worker process
+    result = rlexp.train([f"env.id={IDS['method']}", "env.vectorization=async", *rollout(2, 64), "total_steps=512", *SMALL],
+                         run_dir=tmp_path / "run")
+    assert result["status"] == "finished"
