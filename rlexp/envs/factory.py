@@ -137,8 +137,8 @@ class EnvSpec:
         """The env with its action masks in the observation (rlexp.envs.masks), from the source
         ``action_mask`` names or, for auto, the one the env provides (``mask_source`` says which)."""
         source = self.action_mask
-        if source == "auto":
-            source = provided_source(self.id.rpartition(":")[2], make_kwargs, env)
+        if source == "auto":  # looked up once: the evaluation envs made later have the same source
+            source = self.auto_source = getattr(self, "auto_source", None) or provided_source(self.id.rpartition(":")[2], make_kwargs, env)
         self.mask_source = source
         return env if source == "none" else ActionMasks(env, source, self.id)
 
