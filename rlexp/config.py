@@ -92,6 +92,7 @@ class EnvSchema:
     obs_keys: Optional[List[str]] = None
     mask_velocity: bool = False
     action_mask: str = "auto"  # auto | obs | info | method | none (rlexp.envs.masks)
+    info_metrics: Any = None  # [key, ...] or {key: mean|sum|max|min}: info values logged at episode ends
 
 
 @dataclass

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import vector as vw
 
-from rlexp.envs.factory import EnvSpec, check_env_id
+from rlexp.envs.factory import EnvSpec, check_env_id, info_metric_reductions
 from rlexp.errors import ConfigError, require
 
 VECTORIZATIONS = ("ale", "sync", "async")
@@ -62,6 +62,7 @@ class AtariSpec(EnvSpec):
 
     def __post_init__(self) -> None:
         self.make_kwargs = dict(self.make_kwargs)
+        self.info_reductions = info_metric_reductions(self.info_metrics)
         require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
         require(self.backend == "gymnasium", "backend", f"Atari games step on the CPU in ALE; use backend=gymnasium, got {self.backend!r}")
         require(self.vectorization in VECTORIZATIONS, "vectorization",

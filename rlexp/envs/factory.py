@@ -54,8 +54,11 @@ class EnvSpec:
     obs_keys: Optional[list[str]] = None  # Dict observations: the entries to keep (null: all rlexp can encode)
     mask_velocity: bool = False  # leave the velocities out of the observation (rlexp.envs.velocity)
     action_mask: str = "auto"  # where invalid-action masks come from: auto | obs | info | method | none (rlexp.envs.masks)
+    info_metrics: Any = None  # info keys logged at episode ends: [key, ...] or {key: mean|sum|max|min} (rlexp.run.info_metrics)
 
     def __post_init__(self) -> None:
+        #: env.info_metrics as {key: reduction}
+        self.info_reductions = info_metric_reductions(self.info_metrics)
         require(self.action_mask in MASK_SOURCES, "action_mask", f"must be one of {', '.join(MASK_SOURCES)}, got {self.action_mask!r}")
         #: the mask source in use once an env is made (auto resolved): obs, info, method or none
         self.mask_source = "none" if self.action_mask == "auto" else self.action_mask
@@ -162,6 +165,26 @@ class EnvSpec:
             log.info("%s: leaving out observation entr%s %s, which rlexp has no encoder for; env.obs_keys=[...] names the entries to keep",
                      self.id, "y" if len(unusable) == 1 else "ies", ", ".join(f"{k} ({type(space.spaces[k]).__name__})" for k in unusable))
         return vw.FilterObservation(env, [key for key in space.spaces if key not in unusable])
+
+
+#: how env.info_metrics reduces a key's values over the episodes that finished
+INFO_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}
+
+
+def info_metric_reductions(setting: Any) -> dict[str, str]:
+    """``env.info_metrics`` as {key: reduction}: a list of keys (each reduced by its mean), a
+    map of key to reduction, or null (none)."""
+    if setting is None:
+        return {}
+    if isinstance(setting, str):
+        raise ConfigError("info_metrics", f"must be a list of info keys or a {{key: reduction}} map, got {setting!r}: "
+                                          f"write env.info_metrics=[{setting}]")
+    pairs = {str(k): str(v) for k, v in setting.items()} if hasattr(setting, "items") else {str(k): "mean" for k in setting}
+    for key, reduction in pairs.items():
+        require(reduction in INFO_REDUCTIONS, f"info_metrics.{key}", f"unknown reduction {reduction!r}; choose one of {', '.join(INFO_REDUCTIONS)}")
+        require(bool(key) and not key.startswith("_") and key != "episode", "info_metrics",
+                f"{key!r} is not a value to read from info (rlexp logs each episode's return and length itself)")
+    return pairs
 
 
 def check_env_id(env_id: str) -> None:

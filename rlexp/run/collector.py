@@ -28,6 +28,7 @@ import torch
 from rlexp.data.observations import to_tensor
 from rlexp.data.rollout import Rollout
 from rlexp.envs import ActionAdapter
+from rlexp.run.info_metrics import InfoMetrics
 
 #: how a policy acts during collection: (obs, state, starts) -> (obs as stored, action, log_prob, value, new state)
 Act = Callable[[Any, torch.Tensor, Any], tuple[Any, Any, Any, Any, torch.Tensor]]
@@ -76,8 +77,10 @@ class Collector:
     """Fills ``rollout`` from ``env`` with ``policy``; keeps the finished episodes' statistics."""
 
     def __init__(self, env: gym.vector.VectorEnv, policy: torch.nn.Module, rollout: Rollout, device: torch.device,
-                 act: Optional[Act] = None, window: int = 100):
+                 act: Optional[Act] = None, window: int = 100, info_metrics: Optional[InfoMetrics] = None):
         self.env, self.policy, self.rollout, self.device = env, policy, rollout, device
+        #: env.info_metrics: the info values of the episodes that end (empty: none asked for)
+        self.info_metrics = info_metrics if info_metrics is not None else InfoMetrics({})
         self.stepper = Stepper(env, policy, device)
         self.act: Act = act if act is not None else self.policy_act
         self.episodes = 0
@@ -107,6 +110,8 @@ class Collector:
             rollout.store_policy(t, obs, action, log_prob, value)
             reward, terminated, truncated, valid, info = stepper.step(action)
             rollout.store_env(t, reward, terminated, truncated, valid)
+            if self.info_metrics and "_episode" in info:
+                self.info_metrics.read(info, info["_episode"])
             if "_episode" in info:
                 done, episode = info["_episode"], info["episode"]
                 if isinstance(done, torch.Tensor):  # no host read per step (on CUDA each is a sync)

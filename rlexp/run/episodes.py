@@ -17,6 +17,7 @@ import torch
 from rlexp.envs import EnvSpec, load_normalization_state, sync_obs_normalization
 from rlexp.errors import ConfigError, require
 from rlexp.run.collector import Stepper
+from rlexp.run.info_metrics import InfoMetrics
 
 
 @torch.inference_mode()
@@ -27,13 +28,15 @@ def play_episodes(
     device: torch.device,
     deterministic: bool = True,
     seed: int | None = None,
+    info_metrics: Optional[InfoMetrics] = None,
 ) -> np.ndarray:
     """Returns of ``episodes`` complete episodes, one per sub-environment.
 
     ``env`` must have exactly ``episodes`` sub-environments and a
     RecordEpisodeStatistics wrapper: each sub-env plays one episode and its first
     return is kept, so long episodes are not under-sampled (running until N episodes
-    finish in total would favour the short ones).
+    finish in total would favour the short ones). ``info_metrics`` reads the env.info_metrics
+    values of those same first episodes.
     """
     assert env.num_envs == episodes, "evaluation env needs one sub-env per episode"
     stepper = Stepper(env, policy, device)
@@ -43,6 +46,8 @@ def play_episodes(
         *_, info = stepper.step(stepper.predict(deterministic))
         if "_episode" in info:
             first = as_numpy(info["_episode"]) & np.isnan(returns)
+            if info_metrics:
+                info_metrics.read(info, first)
             returns[first] = as_numpy(info["episode"]["r"])[first]
     return returns
 
@@ -80,6 +85,8 @@ class Evaluator:
         self.episodes, self.deterministic, self.seed, self.video_frames = episodes, deterministic, seed, video_frames
         self.env: Optional[gym.vector.VectorEnv] = None
         self.copy: Optional[torch.nn.Module] = None  # the policy on eval_device, where that differs
+        #: env.info_metrics of the evaluation's episodes (pop("eval") after each evaluation)
+        self.info_metrics = InfoMetrics(getattr(spec, "info_reductions", {}))
 
     def returns(self) -> np.ndarray:
         if self.env is None:
@@ -88,7 +95,8 @@ class Evaluator:
         policy = self.policy_on_eval_device()
         policy.eval()
         try:
-            return play_episodes(policy, self.env, self.episodes, self.eval_device, self.deterministic, seed=self.seed)
+            return play_episodes(policy, self.env, self.episodes, self.eval_device, self.deterministic, seed=self.seed,
+                                 info_metrics=self.info_metrics)
         finally:
             self.policy.train()
 

@@ -35,8 +35,8 @@ class NullLogger:
     #: write distributions every N updates (0: never); the Records callback computes them only then
     histogram_every: int = 0
 
-    def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0) -> None:
-        """The HParams dashboard's experiment and session-start records."""
+    def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0, metrics: Sequence[str] = records.METRICS) -> None:
+        """The HParams dashboard's experiment (its hyperparameters and ``metrics``) and session-start records."""
 
     def end_hparams(self, status: str, metrics: Mapping[str, float], step: int) -> None:
         """The final ``hparams/*`` scalars and the session-end record with the run's status
@@ -83,8 +83,8 @@ class TensorBoardLogger(NullLogger):
     def _write(self, summary: Any, step: int) -> None:
         self.writer._get_file_writer().add_summary(summary, global_step=step)
 
-    def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0) -> None:
-        self._write(records.experiment_summary(hparams), step)
+    def start_hparams(self, hparams: Mapping[str, Any], group: str, step: int = 0, metrics: Sequence[str] = records.METRICS) -> None:
+        self._write(records.experiment_summary(hparams, metrics), step)
         self._write(records.session_start_summary(hparams, group), step)
 
     def end_hparams(self, status: str, metrics: Mapping[str, float], step: int) -> None:

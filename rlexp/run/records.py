@@ -241,6 +241,12 @@ def session_end_summary(status: str, end_time_secs: Optional[float] = None) -> O
 
 
 # -- final metrics ------------------------------------------------------------------------
+def hparams_metrics(info_reductions: Mapping[str, str] = ()) -> tuple[str, ...]:
+    """The HParams dashboard's metrics: the run's final figures, and the last evaluation's value
+    of each env.info_metrics key (``hparams/eval_<key>``)."""
+    return METRICS + tuple(f"hparams/eval_{key}" for key in info_reductions)
+
+
 def final_metrics(summary: Mapping[str, Any], threshold: Optional[float]) -> dict[str, float]:
     """The ``hparams/*`` scalars from the trainer's summary.json dict; a metric the run does
     not have (no evaluation yet, threshold never reached or none) is left out."""
@@ -255,6 +261,9 @@ def final_metrics(summary: Mapping[str, Any], threshold: Optional[float]) -> dic
         # no training time recorded (a run that failed in its first update): no speed either
         SPS: summary.get("sps") if summary.get("train_time_s", 1.0) > 0 else None,
     }
+    for tag, value in (summary.get("info_metrics") or {}).items():  # eval/<key> -> hparams/eval_<key>
+        if tag.startswith("eval/"):
+            values[f"hparams/eval_{tag[len('eval/'):]}"] = value
     return {tag: float(v) for tag, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
@@ -411,6 +420,8 @@ def run_summary(trainer: Any, status: str) -> dict[str, Any]:
         "best_eval_return": trainer.best_eval if trainer.eval_history else None, "reached_stop_at": trainer.solved(),
         "eval_history": [list(e) for e in trainer.eval_history], "diagnostics": dict(trainer.warning_signs.fired),
     }
+    if getattr(trainer, "info_values", None):  # env.info_metrics: the last rollout/<key> and eval/<key>
+        summary["info_metrics"] = dict(trainer.info_values)
     if trainer.callbacks.stopped_by is not None:
         summary["stopped_by"] = trainer.callbacks.stopped_by
     return summary

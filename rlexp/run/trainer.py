@@ -37,6 +37,7 @@ from rlexp.run.callbacks import (Callback, CallbackList, Evaluation, PeriodicChe
 from rlexp.run.checkpoint import load_checkpoint, restore_run_state, run_state, save_checkpoint
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
+from rlexp.run.info_metrics import InfoMetrics
 from rlexp.run.logger import write_json_atomic
 from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
@@ -103,7 +104,8 @@ class Trainer:
                                env_device=self.device if native_env else None,
                                state_shape=tuple(self.policy.initial_state(1).shape[1:]))
         act = self.backend.act_step if self.backend is not None and not native_env else None
-        self.collector = Collector(self.env, self.policy, self.rollout, self.device, act=act)
+        self.collector = Collector(self.env, self.policy, self.rollout, self.device, act=act,
+                                   info_metrics=InfoMetrics(self.env_spec.info_reductions))
         self.evaluator = Evaluator(self.env_spec, self.env, self.policy, self.device, eval_device, cfg.eval.episodes,
                                    cfg.eval.deterministic, seed=cfg.seed + 10_000, video_frames=cfg.eval.video_frames)
         self.global_step = self.updates = 0
@@ -112,12 +114,15 @@ class Trainer:
         # (env steps, training seconds, mean return of the last 100 episodes) after every update
         self.progress_history: list[tuple[int, float, float]] = []
         self.best_eval = -math.inf
+        #: the last value of each env.info_metrics tag (rollout/<key>, eval/<key>), for summary.json
+        self.info_values: dict[str, float] = {}
         if resume_state is not None:
             self.load_state(resume_state)
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
         self.logger = build("logger", cfg.logger, run_dir=self.run_dir, purge_step=self.global_step + 1 if resume_state else None)
         hparams = records.run_hparams(cfg, records.read_overrides(self.run_dir))
-        self.logger.start_hparams(hparams, records.group_name(hparams), step=self.global_step)
+        self.logger.start_hparams(hparams, records.group_name(hparams), step=self.global_step,
+                                  metrics=records.hparams_metrics(self.env_spec.info_reductions))
         self.logger.text("config", records.config_markdown(cfg), self.global_step)
         self.progress = ProgressBar(cfg.progress)
         self.callbacks = CallbackList([Records(cfg.log_interval), WarningSignsCheck(), self.progress,
@@ -198,6 +203,9 @@ class Trainer:
         if finished:
             metrics["rollout/episode_return"] = float(np.mean([r for r, _ in finished]))
             metrics["rollout/episode_length"] = float(np.mean([n for _, n in finished]))
+        info_values = self.collector.info_metrics.pop("rollout")
+        metrics.update(info_values)
+        self.info_values.update(info_values)
         if isinstance(self.rollout.obs, dict) and MASK_KEY in self.rollout.obs and getattr(self.policy, "masked", False):
             # the mean share of allowed choices over the rollout's steps (autoreset steps left out)
             valid = self.rollout.valid_env.to(self.device)
@@ -226,7 +234,11 @@ class Trainer:
         returns = self.evaluator.returns()
         evaluation = Evaluation(self.global_step, float(returns.mean()), float(returns.std()), returns)
         self.eval_history.append((self.global_step, evaluation.mean, evaluation.std))
-        self.logger.log({"eval/return_mean": evaluation.mean, "eval/return_std": evaluation.std}, self.global_step)
+        info_values = self.evaluator.info_metrics.pop("eval")
+        self.info_values.update(info_values)
+        self.logger.log({"eval/return_mean": evaluation.mean, "eval/return_std": evaluation.std, **info_values}, self.global_step)
+        if len(self.eval_history) == 1:  # a key asked for but never seen: say so once
+            self.collector.info_metrics.warn_missing(self.env_spec.id, [self.evaluator.info_metrics])
         log.info("step %d: eval return %.1f +/- %.1f over %d episodes", self.global_step, evaluation.mean, evaluation.std, len(returns))
         if self.cfg.eval.video:
             frames, fps = self.evaluator.video()
