@@ -164,8 +164,21 @@ class TensorBoardLoggerSchema:
 
 
 @dataclass
-class NullLoggerSchema:
+class MLflowLoggerSchema:
     _target_: str = MISSING
+    tracking_uri: str = MISSING
+    experiment: Optional[str] = MISSING
+    artifacts: List[str] = MISSING
+
+
+@dataclass
+class WandbLoggerSchema:
+    _target_: str = MISSING
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    mode: str = MISSING
+    histogram_every: int = MISSING
+    artifacts: List[str] = MISSING
 
 
 @dataclass
@@ -200,7 +213,7 @@ class RunSchema:
     algo: Any = MISSING
     env: Any = MISSING
     network: Any = MISSING
-    logger: Any = MISSING
+    logger: Any = MISSING  # {name: {_target_: ...}} for each chosen logger; a saved run may hold one node with a _target_
     diagnostics: Any = None  # absent from configs saved before it existed
     callbacks: Any = MISSING  # a list of {_target_: ...} nodes (rlexp.run.callbacks.Callback subclasses)
 
@@ -215,7 +228,7 @@ GROUP_SCHEMAS = {
     },
     "env": {"env": EnvSchema, "atari": AtariEnvSchema},
     "network": {"mlp": NetworkSchema},
-    "logger": {"tensorboard": TensorBoardLoggerSchema, "none": NullLoggerSchema},
+    "logger": {"tensorboard": TensorBoardLoggerSchema, "mlflow": MLflowLoggerSchema, "wandb": WandbLoggerSchema},
     "diagnostics": {"diagnostics": DiagnosticsSchema},
 }
 

@@ -60,7 +60,7 @@ TRAIN_CASES = [
     (["diagnostics.early_fraction=2"], ["diagnostics.early_fraction", "[0, 1]"]),
     (["diagnostics.max_best_explained_variance=3"], ["diagnostics.max_best_explained_variance", "[-1, 1]"]),
     (["callbacks=5"], ["callbacks", "must be a list"]),
-    (["logger.histogram_every=-1"], ["logger.histogram_every", ">= 0"]),
+    (["logger.tensorboard.histogram_every=-1"], ["logger.tensorboard.histogram_every", ">= 0"]),
     (["network=cnn"], ["network.encoder", "cnn needs an image"]),
     (["env.id=FrozenLake-v1", "env.normalize_obs=true"], ["env.normalize_obs", "Box observations only"]),
     (["network.log_std_init=-0.5"], ["network.log_std_init", "continuous"]),  # a continuous-only setting on CartPole

@@ -72,25 +72,36 @@ def test_every_preset_composes(compose_cfg, preset):
 
 @pytest.mark.parametrize("logger", group_options("logger"))
 def test_every_logger_instantiates(compose_cfg, logger, tmp_path):
-    """Each logger builds as the class its config names and does what it is for: TensorBoard
-    writes the scalars it is given, at their steps, under <run dir>/<subdir>; none writes nothing."""
-    from rlexp.run.logger import NullLogger, TensorBoardLogger
+    """Each logger option is its own node (logger.<option>), builds as the class its config names
+    and does what it is for: TensorBoard writes the scalars it is given, at their steps, under
+    <run dir>/<subdir>; none writes nothing. (MLflow and W&B are read back with their own readers
+    in tests/test_trackers.py.)"""
+    from hydra.utils import get_class
+
+    from rlexp.run.logger import NullLogger, TensorBoardLogger, logger_nodes, make_logger
 
     cfg = compose_cfg(f"logger={logger}")
-    sink = build("logger", cfg.logger, run_dir=tmp_path)
-    assert f"{type(sink).__module__}.{type(sink).__qualname__}" == cfg.logger._target_
+    nodes = logger_nodes(cfg.logger)
+    if logger in ("mlflow", "wandb"):  # their packages are optional extras: built in tests/test_trackers.py
+        assert [key for key, _ in nodes] == [f"logger.{logger}"]
+        assert issubclass(get_class(nodes[0][1]._target_), NullLogger)
+        return
+    sink = make_logger(cfg, tmp_path)
     sink.log({"x": 1.0, "loss/total": -2.5}, 1)
     sink.log({"x": 3.0}, 7)
     sink.close()
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     if logger == "none":
-        assert type(sink) is NullLogger and written == [], written
+        assert nodes == [] and type(sink) is NullLogger and written == [], written
     elif logger == "tensorboard":
         from tensorboard.backend.event_processing import event_accumulator
 
-        assert isinstance(sink, TensorBoardLogger) and sink.histogram_every == cfg.logger.histogram_every
-        assert written and all(w.startswith(f"{cfg.logger.subdir}/events.out.tfevents.") for w in written), written
-        acc = event_accumulator.EventAccumulator(str(tmp_path / cfg.logger.subdir))
+        node = cfg.logger.tensorboard
+        assert [key for key, _ in nodes] == ["logger.tensorboard"]
+        assert f"{type(sink).__module__}.{type(sink).__qualname__}" == node._target_
+        assert isinstance(sink, TensorBoardLogger) and sink.histogram_every == node.histogram_every
+        assert written and all(w.startswith(f"{node.subdir}/events.out.tfevents.") for w in written), written
+        acc = event_accumulator.EventAccumulator(str(tmp_path / node.subdir))
         acc.Reload()
         assert sorted(acc.Tags()["scalars"]) == ["loss/total", "x"]
         assert [(e.step, e.value) for e in acc.Scalars("x")] == [(1, 1.0), (7, 3.0)]

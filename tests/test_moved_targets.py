@@ -20,18 +20,23 @@ def rlexp_eval(*args):
 
 
 def as_saved_before_the_move(run_dir):
-    """Rewrite a run's saved configs the way rlexp 0.1 wrote them (network target rlexp.policies)."""
+    """Rewrite a run's saved configs the way rlexp 0.1 wrote them (network target rlexp.policies; one
+    logger node with its _target_ at logger._target_, from before several loggers could be chosen)."""
     saved = run_dir / ".hydra" / "config.yaml"
     cfg = yaml.safe_load(saved.read_text())
-    assert cfg["network"]["_target_"] == NEW and cfg["logger"]["_target_"] == NEW_LOGGER
-    cfg["network"]["_target_"], cfg["logger"]["_target_"] = OLD, OLD_LOGGER
-    del cfg["callbacks"]  # a key those runs did not have
+    assert cfg["network"]["_target_"] == NEW and cfg["logger"]["tensorboard"]["_target_"] == NEW_LOGGER
+    as_old(cfg)
     saved.write_text(yaml.safe_dump(cfg))
     for path in (run_dir / "checkpoints").glob("*.pt"):
         state = torch.load(path, weights_only=True)
-        state["config"]["network"]["_target_"], state["config"]["logger"]["_target_"] = OLD, OLD_LOGGER
-        del state["config"]["callbacks"]
+        as_old(state["config"])
         torch.save(state, path)
+
+
+def as_old(cfg: dict) -> None:
+    cfg["network"]["_target_"] = OLD
+    cfg["logger"] = {**cfg["logger"]["tensorboard"], "_target_": OLD_LOGGER}
+    del cfg["callbacks"]  # a key those runs did not have
 
 
 def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):

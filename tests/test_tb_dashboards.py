@@ -40,7 +40,7 @@ from rlexp.envs import reward_threshold  # noqa: E402
 
 TOTAL_STEPS = 4096  # 4 updates of 128 steps x 8 envs (PPO on CartPole, the defaults)
 HISTOGRAM_EVERY = 2  # distributions after updates 2 and 4
-COMMON = ["total_steps=4096", "eval.every_steps=2048", "progress=false", f"logger.histogram_every={HISTOGRAM_EVERY}"]
+COMMON = ["total_steps=4096", "eval.every_steps=2048", "progress=false", f"logger.tensorboard.histogram_every={HISTOGRAM_EVERY}"]
 LEARNING_RATES = ("1e-3", "3e-4")
 DIVERGING_LR = "1e30"
 RUN_TIMEOUT_S = 300
@@ -55,7 +55,7 @@ EXPECTED_HPARAMS = {"algo", "algo.learning_rate", "algo.n_steps", "env.id", "env
 def test_hparams_take_the_main_values_and_the_overridden_keys(compose_cfg):
     cfg = compose_cfg("algo=a2c", "algo.learning_rate=3e-4", "seed=3", "+env.make_kwargs.foo=1", "progress=false")
     overrides = ["algo=a2c", "algo.learning_rate=3e-4", "seed=3", "+env.make_kwargs.foo=1", "progress=false",
-                 "logger.histogram_every=2", "~eval.stop_at", "hparams=ppo_cartpole"]
+                 "logger.tensorboard.histogram_every=2", "~eval.stop_at", "hparams=ppo_cartpole"]
     hp = tb_records.run_hparams(cfg, overrides)
     assert hp["algo"] == "A2C"  # the class, not the group choice "a2c"
     assert hp["algo.learning_rate"] == 3e-4 and hp["algo.n_steps"] == float(cfg.algo.n_steps)
@@ -99,12 +99,11 @@ def test_final_metrics_and_statuses():
 
 
 def test_histogram_every_is_checked_and_the_null_logger_writes_nothing(compose_cfg, tmp_path):
-    from rlexp.builders import build
     from rlexp.errors import ConfigError
-    from rlexp.run.logger import NullLogger
+    from rlexp.run.logger import NullLogger, make_logger
 
-    with pytest.raises(ConfigError, match=r"^logger\.histogram_every: must be >= 0"):
-        build("logger", compose_cfg("logger.histogram_every=-1").logger, run_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^logger\.tensorboard\.histogram_every: must be >= 0"):
+        make_logger(compose_cfg("logger.tensorboard.histogram_every=-1"), tmp_path)
     null = NullLogger(tmp_path)
     assert null.histogram_every == 0
     null.start_hparams({"seed": 1.0}, "g")
@@ -130,7 +129,7 @@ def _interrupted_then_resumed(run_dir: Path) -> None:
     from rlexp.config import compose_config
     from rlexp.run.trainer import Trainer
 
-    settings = ["total_steps=4096", "eval.every_steps=2048", "eval.episodes=2", "progress=false", "logger.histogram_every=0"]
+    settings = ["total_steps=4096", "eval.every_steps=2048", "eval.episodes=2", "progress=false", "logger.tensorboard.histogram_every=0"]
     # the overrides as rlexp-train's Hydra saves them: every run then records the same hyperparameter names. (The
     # dashboard's columns come from the first run's experiment record TensorBoard reads, in no fixed order.)
     (run_dir / ".hydra").mkdir(parents=True)

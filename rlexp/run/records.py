@@ -268,20 +268,26 @@ def final_metrics(summary: Mapping[str, Any], threshold: Optional[float]) -> dic
 
 
 # -- text --------------------------------------------------------------------------------
-def gif_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
-    """Frames (T, H, W, 3) uint8 as an animated GIF in an image summary: TensorBoard's Images
-    tab plays it. (torch's add_video needs moviepy 1.x's moviepy.editor; Pillow is enough.)"""
+def gif_bytes(frames: np.ndarray, fps: int) -> bytes:
+    """Frames (T, H, W, 3) uint8 as an animated GIF file's bytes (Pillow)."""
     import io
 
     from PIL import Image
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
     images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
-    height, width = images[0].height, images[0].width
+    return buffer.getvalue()
+
+
+def gif_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
+    """Frames (T, H, W, 3) uint8 as an animated GIF in an image summary: TensorBoard's Images
+    tab plays it. (torch's add_video needs moviepy 1.x's moviepy.editor; Pillow is enough.)"""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    height, width = np.asarray(frames[0]).shape[:2]
     return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=3,
-                                                                      encoded_image_string=buffer.getvalue()))])
+                                                                      encoded_image_string=gif_bytes(frames, fps)))])
 
 
 def text_summary(tag: str, text: str) -> Summary:

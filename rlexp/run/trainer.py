@@ -38,7 +38,7 @@ from rlexp.run.checkpoint import load_checkpoint, restore_run_state, run_state, 
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
 from rlexp.run.info_metrics import InfoMetrics
-from rlexp.run.logger import write_json_atomic
+from rlexp.run.logger import make_logger, write_json_atomic
 from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
 
@@ -119,7 +119,7 @@ class Trainer:
         if resume_state is not None:
             self.load_state(resume_state)
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
-        self.logger = build("logger", cfg.logger, run_dir=self.run_dir, purge_step=self.global_step + 1 if resume_state else None)
+        self.logger = make_logger(cfg, self.run_dir, purge_step=self.global_step + 1 if resume_state else None)
         hparams = records.run_hparams(cfg, records.read_overrides(self.run_dir))
         self.logger.start_hparams(hparams, records.group_name(hparams), step=self.global_step,
                                   metrics=records.hparams_metrics(self.env_spec.info_reductions))
