@@ -102,6 +102,8 @@ SKIPS: tuple[Skip, ...] = (
          unless=lambda: has_module("hydra_plugins.hydra_ray_launcher")),
     Skip(r"hydra/launcher=ray_cluster", "needs a running Ray cluster (HEAD_IP)"),
     Skip(r"hydra/launcher=slurm", "needs a SLURM cluster and a launcher config of your own (the yaml block)"),
+    Skip(r"^optuna-dashboard ", 'needs optuna-dashboard, not in dev (pip install "optuna-dashboard==0.13.0")',
+         unless=lambda: has_module("optuna_dashboard")),
     Skip(r"^rlexp-train -m hydra/launcher=joblib seed=0,1$",
          "shows the error printed when hydra-joblib-launcher is missing; it is installed here",
          unless=lambda: not has_module("hydra_plugins.hydra_joblib_launcher")),
@@ -121,12 +123,15 @@ RUNNERS: tuple[Runner, ...] = (
     Runner(r"^(rlexp-export|python -m rlexp\.cli\.export)(?=\s|$)", "plain"),
     Runner(r"^python scripts/(plot|report)\.py(?=\s|$)", "plain"),
     Runner(r"^tensorboard(?=\s|$)", "server"),
+    Runner(r"^optuna-dashboard(?=\s|$)", "server"),
+    Runner(r"^optuna(?=\s|$)", "plain"),  # Optuna's own CLI, on a study a command before made
 )
 
 #: a multirun matching the pattern gets these overrides too: fewer jobs
 SWEEP_REDUCTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (r"\+sweep=compare_algos\b", ("seed=0",), "one seed of its three"),
     (r"\+sweep=ppo_optuna\b", ("hydra.sweeper.n_trials=2",), "2 trials"),
+    (r"\+sweep=ppo_optuna_pruning\b", ("hydra.sweeper.n_trials=2",), "2 trials"),
 )
 SEED_LIST = re.compile(r"(?<![\w.])seed=(\d+)(?:,\d+)+(?=\s|$)")
 

@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = HydraConfig.get().mode.name == "RUN"
     try:
-        trainer = start_run(cfg, run_dir, remove_if_failed=single)
+        trainer = start_run(cfg, run_dir, remove_if_failed=single, callbacks=() if single else sweep_callbacks())
     except ConfigError as error:
         exit_in_single_run(str(error))
         raise
@@ -50,6 +50,14 @@ def run(cfg: DictConfig) -> float:
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + (trainer.stop.signum or 0))
     return summary["eval_return_mean"]
+
+
+def sweep_callbacks() -> list[Any]:
+    """What the sweeper asks of a multirun job: under hydra/sweeper=optuna_pruning, reporting
+    to its Optuna trial and stopping when pruned (rlexp/cli/optuna_trial.py); else nothing."""
+    from rlexp.cli.optuna_trial import trial_callbacks
+
+    return trial_callbacks()
 
 
 def start_run(cfg: DictConfig, run_dir: Path, remove_if_failed: bool, callbacks: Sequence[Any] = ()) -> Trainer:

@@ -47,6 +47,10 @@ class Evaluation:
 class Callback:
     """Override the hooks you need; each may return False to stop the run."""
 
+    #: the status a run ends with when this callback stops it (summary.json, TensorBoard's
+    #: HParams session): "finished", or "pruned" for a search's pruner (rlexp/cli/optuna_trial.py)
+    stop_status = "finished"
+
     def on_run_start(self, trainer: Trainer) -> None:
         pass
 
@@ -61,16 +65,19 @@ class Callback:
 
 
 class CallbackList:
-    """Calls every callback's hook in order; remembers the first that asked to stop."""
+    """Calls every callback's hook in order; remembers the first that asked to stop, and the
+    status it ends the run with."""
 
     def __init__(self, callbacks: Iterable[Callback]):
         self.callbacks = list(callbacks)
         self.stopped_by: Optional[str] = None
+        self.stop_status = "finished"
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
             if getattr(callback, hook)(*args) is False and self.stopped_by is None:
                 self.stopped_by = type(callback).__name__
+                self.stop_status = getattr(callback, "stop_status", "finished")
 
     def on_run_start(self, trainer: Trainer) -> None:
         self._call("on_run_start", trainer)
