@@ -79,6 +79,16 @@ def has_module(name: str) -> bool:
         return False
 
 
+def has_sqlalchemy_2() -> bool:
+    """mlflow ui (MLflow's server) needs SQLAlchemy 2; logging to a store works with 1.4 too."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("sqlalchemy").split(".")[0]) >= 2
+    except (PackageNotFoundError, ValueError):
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def has_cuda() -> bool:
     import torch
@@ -104,6 +114,8 @@ SKIPS: tuple[Skip, ...] = (
     Skip(r"hydra/launcher=slurm", "needs a SLURM cluster and a launcher config of your own (the yaml block)"),
     Skip(r"^optuna-dashboard ", 'needs optuna-dashboard, not in dev (pip install "optuna-dashboard==0.13.0")',
          unless=lambda: has_module("optuna_dashboard")),
+    Skip(r"^mlflow ui ", "MLflow's UI needs SQLAlchemy 2; this environment has 1.x (logging to the store works with it)",
+         unless=has_sqlalchemy_2),
     Skip(r"^rlexp-train -m hydra/launcher=joblib seed=0,1$",
          "shows the error printed when hydra-joblib-launcher is missing; it is installed here",
          unless=lambda: not has_module("hydra_plugins.hydra_joblib_launcher")),
@@ -123,6 +135,7 @@ RUNNERS: tuple[Runner, ...] = (
     Runner(r"^(rlexp-export|python -m rlexp\.cli\.export)(?=\s|$)", "plain"),
     Runner(r"^python scripts/(plot|report)\.py(?=\s|$)", "plain"),
     Runner(r"^tensorboard(?=\s|$)", "server"),
+    Runner(r"^mlflow ui(?=\s|$)", "server"),
     Runner(r"^optuna-dashboard(?=\s|$)", "server"),
     Runner(r"^optuna(?=\s|$)", "plain"),  # Optuna's own CLI, on a study a command before made
 )
