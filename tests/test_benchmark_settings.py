@@ -40,18 +40,25 @@ def sb3_side(case) -> dict[str, object]:
     elif case.algo == "PPO":  # SB3's policies give Adam eps=1e-5
         out.update({"algo.optimizer._target_": "torch.optim.Adam", "algo.optimizer.eps": 1e-5})
     kwargs = sb3.pop("policy_kwargs", None)
-    if kwargs is not None:  # sb3-contrib's MlpLstmPolicy, with a core each for actor and critic
+    if kwargs is not None and case.recurrent:  # sb3-contrib's MlpLstmPolicy, with a core each for actor and critic
         assert kwargs["enable_critic_lstm"] is True and kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"]
         out.update({"network.recurrent": "lstm", "network.recurrent_size": kwargs["lstm_hidden_size"], "network.shared": False,
                     "network.hidden_sizes": kwargs["net_arch"]["pi"], "network.activation": kwargs["activation_fn"],
                     "network.ortho_init": kwargs["ortho_init"]})
+    elif kwargs is not None:  # MlpPolicy's own layers (tanh, orthogonal init), separate for actor and critic
+        assert set(kwargs) == {"net_arch"} and kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"], kwargs
+        out.update({"network.hidden_sizes": kwargs["net_arch"]["pi"], "network.shared": False, "network.activation": "tanh",
+                    "network.ortho_init": True})
     out.update({f"algo.{key}": value for key, value in sb3.items()})  # the rest share SB3's names
     # VecNormalize (clip_reward acts only with norm_reward); inf is no clipping, rlexp's null
     norm_reward = case.normalize and case.normalize_reward
-    out.update({"env.normalize_obs": case.normalize, "env.normalize_reward": norm_reward,
-                "env.clip_obs": case.clip_obs if case.normalize and math.isfinite(case.clip_obs) else None,
+    norm_obs = case.normalize and case.normalize_obs
+    out.update({"env.normalize_obs": norm_obs, "env.normalize_reward": norm_reward,
+                "env.clip_obs": case.clip_obs if norm_obs and math.isfinite(case.clip_obs) else None,
                 "env.clip_reward": case.clip_reward if norm_reward and math.isfinite(case.clip_reward) else None,
                 "env.mask_velocity": case.recurrent})  # the recurrent case: both sides without velocities
+    if case.masked:  # MaskablePPO masks its policy with the env's masks, which rlexp reads from the env's info
+        out["env.action_mask"] = "auto"
     return out
 
 
@@ -125,3 +132,41 @@ def test_gpu_benchmark_variants_build(compose_cfg, tmp_path, variant):
     expected = {"preset": (131_072, 80), "envs16384x32": (524_288, 80), "envs16384_mb2x4": (524_288, 8)}[variant]
     assert (trainer.steps_per_rollout, steps_per_update) == expected
     assert trainer.env.num_envs == cfg.env.num_envs and trainer.evaluator.eval_device.type == "cpu"
+
+
+def test_masked_case_steps_the_same_task_on_both_sides(compose_cfg):
+    """The invalid-action case: SB3's env (masks from action_masks(), which MaskablePPO calls) is
+    rlexp's (masks in info) with the preset's make_kwargs as its defaults; from one seed both give
+    the same observations and masks, step after step, and stay strict (an invalid action raises)."""
+    import gymnasium as gym
+    import numpy as np
+
+    case = CASES["invalid_actions"]
+    cfg = compose_cfg(f"hparams={case.preset}")
+    ours = gym.make(case.env_id, **cfg.env.make_kwargs)
+    theirs = gym.make(case.sb3_env_id)  # what make_vec_env builds: the class's defaults
+    for attr, key in (("n_actions", "n_actions"), ("n_invalid", "n_invalid"), ("ep_length", "ep_length"), ("strict", "strict")):
+        assert getattr(theirs.unwrapped, attr) == cfg.env.make_kwargs[key]
+    obs_a, info = ours.reset(seed=3)
+    obs_b, _ = theirs.reset(seed=3)
+    for _ in range(5):
+        mask = np.asarray(info["action_mask"], dtype=bool)
+        assert obs_a == obs_b and np.array_equal(mask, theirs.unwrapped.action_masks()) and mask.sum() == 70 - 55
+        action = int(np.flatnonzero(mask)[0])
+        obs_a, _, _, _, info = ours.step(action)
+        obs_b, _, _, _, _ = theirs.step(action)
+    with pytest.raises(RuntimeError, match="invalid action"):
+        theirs.step(int(np.flatnonzero(~theirs.unwrapped.action_masks())[0]))
+
+
+def test_cases_needing_sb3_contrib_are_skipped_with_a_line_without_it(monkeypatch, capsys):
+    import importlib.util
+
+    from rlexp.analysis import benchmark
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sb3_contrib" else find_spec(name, *a))
+    assert benchmark.runnable(["cartpole", "invalid_actions", "cartpole_lstm"]) == ["cartpole"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["skipping invalid_actions", "skipping cartpole_lstm"]
+    assert all("sb3-contrib" in line and 'pip install -e ".[bench]"' in line for line in lines)

@@ -2,7 +2,8 @@
 
 ``python scripts/benchmark.py`` alternates rlexp and SB3 (A B A B ...) over seeds so
 that drifts of a noisy machine hit both alike, pins both to the same torch thread
-count, and writes a markdown table. SB3 is only needed here (``pip install -e ".[bench]"``).
+count, and writes a markdown table. SB3 is only needed here (``pip install -e ".[bench]"``);
+the cases that run sb3-contrib (RecurrentPPO, MaskablePPO) are skipped, with a line, without it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class Case:
     # which must be the preset's env.clip_obs and env.clip_reward (tests/test_benchmark_settings.py)
     clip_obs: float = 10.0
     clip_reward: float = 10.0
+    normalize_obs: bool = True  # with normalize: VecNormalize's norm_obs (off: rewards only)
+    # SB3: sb3-contrib's MaskablePPO with MlpPolicy on sb3_env_id, its masks from the env's
+    # action_masks() (rlexp reads the same masks from env_id's info), evaluated with masks
+    masked: bool = False
+    sb3_env_id: str = ""    # the env SB3 makes, when not env_id
+
+    @property
+    def contrib(self) -> bool:
+        """Whether the SB3 side needs sb3-contrib."""
+        return self.recurrent or self.masked
 
 
 CASES = {
@@ -66,6 +77,18 @@ CASES = {
     "atari": Case("ALE/Pong-v5", "ppo_atari", 0.0, 20_480, dict(
         n_envs=8, n_steps=128, batch_size=256, n_epochs=4, gamma=0.99, gae_lambda=0.95,
         learning_rate=("linear", 2.5e-4), clip_range=("linear", 0.1), ent_coef=0.01, vf_coef=0.5), atari=True),
+    # Invalid-action masks: the identity task with 70 actions, 55 invalid in each state (sb3-contrib's
+    # InvalidActionEnvDiscrete), the ppo_invalid_actions preset's settings (SB3's PPO defaults with
+    # gamma 0.01, rewards scaled by VecNormalize/NormalizeReward, one hidden layer of 256, learning
+    # rate 1e-3) against
+    # sb3-contrib's MaskablePPO. Both sides step the same env class (rlexp/analysis/mask_envs.py), the
+    # mask read from info by rlexp and from action_masks() by MaskablePPO; strict, so either side
+    # raises on an invalid action. 10 updates of 2,048 steps (the preset trains one)
+    "invalid_actions": Case("rlexp.analysis.mask_envs:RlexpInvalidActions-v0", "ppo_invalid_actions", 90.0, 20_480, dict(
+        n_envs=1, n_steps=2048, batch_size=64, n_epochs=10, gamma=0.01, gae_lambda=0.95, learning_rate=1e-3,
+        clip_range=0.2, ent_coef=0.0, policy_kwargs=dict(net_arch=dict(pi=[256], vf=[256]))),
+        normalize=True, normalize_obs=False, clip_reward=math.inf, masked=True,
+        sb3_env_id="rlexp.analysis.mask_envs:RlexpInvalidActionsMethod-v0"),
 }
 
 
@@ -114,6 +137,7 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
     from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(threads)
+    env_id = case.sb3_env_id or case.env_id
     settings = dict(case.sb3)
     n_envs = settings.pop("n_envs")
     for key in ("learning_rate", "clip_range"):
@@ -131,10 +155,10 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
         env = VecFrameStack(make_atari_env(case.env_id, n_envs=n_envs, seed=seed,
                                            env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), n_stack=4)
     else:
-        env = make_vec_env(case.env_id, n_envs=n_envs, seed=seed, wrapper_class=without_velocities if case.recurrent else None)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=without_velocities if case.recurrent else None)
     if case.normalize:  # the case's clips, which are the preset's env.clip_obs and env.clip_reward
-        env = VecNormalize(env, gamma=settings["gamma"], norm_reward=case.normalize_reward, clip_obs=case.clip_obs,
-                           clip_reward=case.clip_reward)
+        env = VecNormalize(env, gamma=settings["gamma"], norm_obs=case.normalize_obs, norm_reward=case.normalize_reward,
+                           clip_obs=case.clip_obs, clip_reward=case.clip_reward)
     if "policy_kwargs" in settings and settings["policy_kwargs"].get("activation_fn") == "relu":
         settings["policy_kwargs"] = {**settings["policy_kwargs"], "activation_fn": torch.nn.ReLU}
 
@@ -154,6 +178,10 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
         from sb3_contrib import RecurrentPPO
 
         model = RecurrentPPO("MlpLstmPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    elif case.masked:
+        from sb3_contrib import MaskablePPO
+
+        model = MaskablePPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
     else:
         policy = "CnnPolicy" if case.atari else "MlpPolicy"
         model = getattr(stable_baselines3, case.algo)(policy, env, seed=seed, device="cpu", verbose=0, **settings)
@@ -165,11 +193,16 @@ def run_sb3(case: Case, seed: int, threads: int, eval_episodes: int) -> dict[str
     if case.atari:  # Atari's evaluation is rlexp's (whole games, raw scores); SB3's side measures speed only
         return {"sps": model.num_timesteps / train_time, "train_time_s": train_time, "steps_to_threshold": steps,
                 "time_to_threshold_s": seconds, "eval_return": math.nan, "steps": model.num_timesteps}
-    eval_env = make_vec_env(case.env_id, n_envs=1, seed=seed + 10_000, wrapper_class=without_velocities if case.recurrent else None)
-    if case.normalize:
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, wrapper_class=without_velocities if case.recurrent else None)
+    if case.normalize and case.normalize_obs:
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, clip_obs=case.clip_obs)
         eval_env.obs_rms = env.obs_rms
-    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
+    if case.masked:  # SB3's evaluate_policy gives the policy no masks
+        from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_masked
+
+        mean, _ = evaluate_masked(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
+    else:
+        mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
     steps, seconds = first_reaching(callback.history, case.threshold)
     return {"sps": model.num_timesteps / train_time, "train_time_s": train_time, "steps_to_threshold": steps, "time_to_threshold_s": seconds,
             "eval_return": float(mean), "steps": model.num_timesteps}
@@ -232,7 +265,8 @@ METRICS = [("sps", "SPS"), ("train_time_s", "training wall time (s)"), ("time_to
 def table(results: list[dict[str, Any]], case: str) -> str:
     c = CASES[case]
     paths = sorted({r.get("update_path", "?") for r in results if r["case"] == case and r["lib"] == "rlexp"})
-    lines = [f"### {c.algo} on {c.env_id} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
+    against = " (masked; SB3: sb3-contrib's MaskablePPO)" if c.masked else ""
+    lines = [f"### {c.algo} on {c.env_id}{against} ({c.total_steps:,} steps, threshold {c.threshold:g}, rolling mean of 100 episodes)", "",
              f"rlexp's update path: {', '.join(paths)}", "",
              "| metric | rlexp | SB3 | rlexp / SB3 |", "| --- | --- | --- | --- |"]
     for key, label in METRICS:
@@ -240,6 +274,18 @@ def table(results: list[dict[str, Any]], case: str) -> str:
         theirs = [r[key] for r in results if r["case"] == case and r["lib"] == "sb3"]
         lines.append(f"| {label} | {mean_std(ours)} | {mean_std(theirs)} | {ratio(ours, theirs)} |")
     return "\n".join(lines)
+
+
+def runnable(cases: list[str]) -> list[str]:
+    """``cases`` less those whose SB3 side needs sb3-contrib when it is not installed (one line each)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sb3_contrib") is not None:
+        return list(cases)
+    for case in cases:
+        if CASES[case].contrib:
+            print(f'benchmark: skipping {case}: its SB3 side needs sb3-contrib, which is not installed (pip install -e ".[bench]")', flush=True)
+    return [case for case in cases if not CASES[case].contrib]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,8 +306,9 @@ def main(argv: list[str] | None = None) -> None:
         import stable_baselines3  # noqa: F401
     except ImportError:
         sys.exit('benchmark: error: Stable-Baselines3 is not installed: pip install -e ".[bench]"')
+    cases = runnable(args.cases)
     results = []
-    for case in args.cases:
+    for case in cases:
         for seed in range(args.seeds):
             for lib in ("rlexp", "sb3"):  # alternate A B A B
                 result = run_one(lib, case, seed, args.threads, args.eval_episodes, args.rlexp_overrides)
@@ -274,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
               f"SB3 {stable_baselines3.__version__}; {args.threads} torch thread(s) each; {args.seeds} seeds, A/B alternated; "
               f"final evaluation: {args.eval_episodes} deterministic episodes"
               + (f"; rlexp overrides: {' '.join(args.rlexp_overrides)}." if args.rlexp_overrides else "."))
-    text = "\n\n".join([header] + [table(results, case) for case in args.cases]) + "\n"
+    text = "\n\n".join([header] + [table(results, case) for case in cases]) + "\n"
     print("\n" + text)
     if args.out:
         args.out.write_text(text)
