@@ -89,8 +89,6 @@ def test_the_last_evaluation_is_reported_but_never_pruned(tmp_path):
     assert trial.value == result["eval_return_mean"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the trainer to end a run with its stopping callback's stop_status "
-                                       "(rlexp/run/trainer.py, Trainer.fit: status = ... else self.callbacks.stop_status)")
 def test_a_pruned_run_ends_with_status_pruned(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 

@@ -56,7 +56,9 @@ METRIC_DESCRIPTIONS = {
 #: interrupted run is neither a success nor a failure, and ``resume=`` may continue it in
 #: the same event files, where TensorBoard keeps the *first* record of a tag: so it writes
 #: no session end at all, which TensorBoard shows as UNKNOWN, and the resumed run's end,
-#: when it comes, is the one shown.
+#: when it comes, is the one shown. A run an Optuna pruner stopped ("pruned") has no
+#: status of its own there either: it writes no session end and shows as UNKNOWN, apart
+#: from the finished and failed runs (Optuna's study keeps it as PRUNED).
 STATUSES = {
     "finished": "STATUS_SUCCESS",  # names in tensorboard.plugins.hparams.api_pb2.Status
     "failed": "STATUS_FAILURE",

@@ -38,7 +38,7 @@ MLFLOW_RUN_FILE = "mlflow_run.json"
 WANDB_RUN_FILE = "wandb_run.json"
 
 #: the trainer's run status -> MLflow's RunStatus (an interrupted run may be resumed: KILLED until then)
-MLFLOW_STATUSES = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+MLFLOW_STATUSES = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
 #: MLflow's limits: params and metrics per log_batch request, characters of a param value
 MLFLOW_MAX_PARAMS, MLFLOW_MAX_METRICS, MLFLOW_MAX_PARAM_CHARS = 100, 1000, 6000
 #: W&B's modes; auto: online where a W&B login is found, offline otherwise

@@ -168,8 +168,9 @@ class Trainer:
                 self.progress.close()
                 self.logger.end_hparams("failed", {}, self.global_step)
             raise
-        status = "interrupted" if self.stop and self.updates < n_updates else "finished"
-        if status == "finished" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
+        # a stopping callback may name its own end (OptunaPruning: "pruned")
+        status = "interrupted" if self.stop and self.updates < n_updates else self.callbacks.stop_status
+        if status != "interrupted" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
             self.evaluate_and_log()
         self.save("last.pt")
         summary = self.finish(status)
