@@ -198,6 +198,12 @@ class CheckpointSchema:
 
 
 @dataclass
+class DistributedSchema:
+    nproc: int = MISSING
+    backend: str = MISSING
+
+
+@dataclass
 class RunSchema:
     seed: int = MISSING
     device: str = MISSING
@@ -210,6 +216,7 @@ class RunSchema:
     resume: Optional[str] = MISSING
     eval: EvalSchema = field(default_factory=EvalSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    distributed: DistributedSchema = field(default_factory=DistributedSchema)
     algo: Any = MISSING
     env: Any = MISSING
     network: Any = MISSING

@@ -42,6 +42,10 @@ class OnPolicyAlgorithm:
     #: a numpy backend that acts and updates in place of autograd (PPO's: rlexp.algos.ppo_fast_cpu),
     #: set by enable_fast_cpu; None: everything runs through torch
     fast: Any = None
+    #: the run's collectives when it trains on several processes (rlexp.run.distributed.DataParallel,
+    #: set by the trainer): gradients, advantage statistics and early stops then agree across
+    #: ranks; None in a run of one process
+    data_parallel: Any = None
 
     def __init__(
         self,
@@ -132,16 +136,35 @@ class OnPolicyAlgorithm:
 
     # -- shared mechanics ---------------------------------------------------------
     def normalized(self, advantages: torch.Tensor) -> torch.Tensor:
-        if not self.normalize_advantage or advantages.numel() < 2:
+        if not self.normalize_advantage:
             return advantages
-        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        return self.standardized(advantages)
 
-    def gradient_step(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Sum the ``loss/*`` terms, backpropagate, clip the gradient norm, step."""
+    def standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / (std + 1e-8) over the batch (over every rank's batch in a data-parallel
+        run); as it is when there are fewer than two values."""
+        if self.data_parallel is not None:
+            stats = self.data_parallel.mean_std(x)
+            if stats is None:
+                return x
+            mean, std = stats
+        else:
+            if x.numel() < 2:
+                return x
+            mean, std = x.mean(), x.std()
+        return (x - mean) / (std + 1e-8)
+
+    def gradient_step(self, terms: dict[str, torch.Tensor], n: Optional[int] = None) -> dict[str, torch.Tensor]:
+        """Sum the ``loss/*`` terms, backpropagate, clip the gradient norm, step. In a
+        data-parallel run the ranks' gradients are averaged first, each weighted by its ``n``
+        samples (the loss is a mean over them)."""
         total = sum(value for key, value in terms.items() if key.startswith("loss/"))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.data_parallel is not None:
+            require(n is not None, "algo", "a data-parallel gradient step needs its sample count")
+            self.data_parallel.average_gradients(params, n)
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         # no host read here: finish_update checks every step's loss and gradient norm once per
@@ -178,7 +201,7 @@ class OnPolicyAlgorithm:
     def single_step_update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on the whole batch. The loss's own KL is 0 then (the batch
         comes from this very policy), so log how far the step moved the policy instead."""
-        step = self.gradient_step(self.loss(batch))
+        step = self.gradient_step(self.loss(batch), n=len(batch))
         step["train/approx_kl"] = approx_kl_after_step(self.policy, batch)
         return self.finish_update([step], batch)
 

@@ -109,8 +109,10 @@ class PPO(OnPolicyAlgorithm):
         """n_epochs passes of shuffled minibatches through ``step``; a step that returns None
         stops the whole update (SB3's target_kl early stop). Returns (results, stopped early)."""
         results = []
+        # data-parallel: every rank cuts its samples into the same number of minibatches
+        count = self.data_parallel.minibatch_count(len(batch), self.batch_size) if self.data_parallel is not None else None
         for _ in range(self.n_epochs):
-            for minibatch in rollout.minibatches(batch, self.batch_size, self.sequence_length):
+            for minibatch in rollout.minibatches(batch, self.batch_size, self.sequence_length, count=count):
                 result = step(minibatch)
                 if result is None:
                     return results, True
@@ -121,15 +123,20 @@ class PPO(OnPolicyAlgorithm):
         def step(minibatch: Batch) -> Optional[dict[str, torch.Tensor]]:
             terms = self.loss(minibatch)
             # SB3's early stop: skip the step once the policy has moved too far
-            if self.target_kl is not None and terms["train/approx_kl"].item() > 1.5 * self.target_kl:
+            if self.target_kl is not None and self.minibatch_kl(terms["train/approx_kl"], len(minibatch)) > 1.5 * self.target_kl:
                 return None
-            return self.gradient_step(terms)
+            return self.gradient_step(terms, n=len(minibatch))
 
         steps, stopped_early = self._epochs(rollout, batch, step)
         metrics = self.finish_update(steps, batch)
         if steps:  # the policy has not moved yet: its ratio must be exactly 1 (rlexp.run.warning_signs checks)
             metrics["train/first_minibatch_kl"] = float(steps[0]["train/approx_kl"])
         return metrics, stopped_early
+
+    def minibatch_kl(self, kl: torch.Tensor, n: int) -> float:
+        """The minibatch's approximate KL: over every rank's minibatch in a data-parallel run,
+        so that all ranks stop early together."""
+        return self.data_parallel.weighted_mean(kl, n) if self.data_parallel is not None else float(kl.item())
 
     def _update_fast(self, rollout: Rollout, batch: Batch) -> tuple[dict[str, float], bool]:
         """The same epochs and minibatches, each step computed by rlexp.algos.ppo_fast_cpu in numpy."""

@@ -30,10 +30,7 @@ class REINFORCE(OnPolicyAlgorithm):
     def monte_carlo_returns(self, batch: Batch) -> torch.Tensor:
         """G_t, standardised over the rollout when ``normalize_returns`` is set (a
         batch-mean baseline and a step size that does not grow with the returns)."""
-        returns = batch.returns
-        if not self.normalize_returns or returns.numel() < 2:
-            return returns
-        return (returns - returns.mean()) / (returns.std() + 1e-8)
+        return self.standardized(batch.returns) if self.normalize_returns else batch.returns
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         log_prob, entropy, _ = batch.evaluate_actions(self.policy)
@@ -57,11 +54,14 @@ class REINFORCE(OnPolicyAlgorithm):
         self.set_progress(progress_remaining)
         batch, n_valid = self.monte_carlo_batch(rollout)
         finished_fraction = len(batch) / max(int(n_valid), 1)
-        if len(batch) == 0:
+        # data-parallel: every rank steps or none does, so one rank whose window holds no whole
+        # episode makes them all skip this update
+        empty = self.data_parallel.any(len(batch) == 0) if self.data_parallel is not None else len(batch) == 0
+        if empty:
             # no episode ended in this window (n_steps shorter than an episode): nothing to learn from
             return {
                 "train/skipped_update": 1.0,
-                "train/finished_fraction": 0.0,
+                "train/finished_fraction": finished_fraction,
                 "train/learning_rate": self.optimizer.param_groups[0]["lr"],
             }
         metrics = self.single_step_update(batch)

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,24 +32,86 @@ CONFIG_DIR = str(rlexp.config.CONF_DIR)
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def run(cfg: DictConfig) -> float:
     """One training run. Returns the final evaluation return (what a sweeper maximises)."""
+    from rlexp.run import distributed
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = HydraConfig.get().mode.name == "RUN"
+    world = distributed.current()
+    if world is None and nproc_setting(cfg) > 1:  # distributed.nproc=N: start the ranks, then wait for them
+        return launch_ranks(cfg, run_dir, single)
+    if world is not None:  # under torchrun: rank 0 owns the run directory, the others follow it
+        if world.is_main:
+            distributed.share_run_dir(run_dir)
+        else:
+            distributed.follower_logging(run_dir, world)
     try:
-        trainer = start_run(cfg, run_dir, remove_if_failed=single, callbacks=() if single else sweep_callbacks())
+        trainer = start_run(cfg, run_dir, remove_if_failed=single and world is None, callbacks=() if single else sweep_callbacks())
     except ConfigError as error:
+        if world is not None:
+            distributed.all_ready(False)
+            if not world.is_main:  # rank 0 hit the same and says it
+                logging.getLogger("rlexp").error("%s", error)
+                sys.exit(1)
         exit_in_single_run(str(error))
         raise
+    if world is not None and not distributed.all_ready(True):
+        sys.exit(1)  # another rank could not start and said why
     if single:
         gc.freeze()  # start-up's objects (torch and its compiler stack, Hydra, the envs) live as long as the process: never walk them again
     gc.enable()  # main() turned collection off for the start-up
     try:
         summary = trainer.fit()
     except TrainingError as error:
+        if world is not None and isinstance(error, distributed.RankLost):
+            if distributed.launched_by_rlexp():  # the launcher names the rank that stopped, in one line
+                distributed.log_to_files(str(error))
+                sys.exit(1)
+            exit_in_single_run(f"{error}; checkpoints/last.pt holds the last checkpoint")
         exit_in_single_run(failed_message(error))
         raise
+    if world is not None and not world.is_main:  # rank 0 reports the run's end
+        if summary["status"] == "interrupted":
+            sys.exit(128 + (trainer.stop.signum or signal.SIGTERM))
+        return float("nan")
     if summary["status"] == "interrupted":
         print(f"rlexp-train: stopped at step {summary['steps']}; continue with: rlexp-train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + (trainer.stop.signum or 0))
+    return summary["eval_return_mean"]
+
+
+def nproc_setting(cfg: DictConfig) -> int:
+    from omegaconf import OmegaConf
+
+    nproc = OmegaConf.select(cfg, "distributed.nproc", default=1)
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ConfigError("distributed.nproc", f"must be a whole number >= 1 (processes for this run), got {nproc!r}")
+    return nproc
+
+
+def launch_ranks(cfg: DictConfig, run_dir: Path, single: bool) -> float:
+    """``distributed.nproc=N``: this process composed the run and made its directory; N ranks
+    of rlexp-train compose the same config (Hydra's own sources and overrides) into that
+    directory through torch's launcher. Returns the run's final evaluation return."""
+    import json
+
+    from rlexp.run import distributed
+
+    hydra_cfg = HydraConfig.get()
+    sources = [s for s in hydra_cfg.runtime.config_sources if s.provider == "main"]
+    config_path = sources[0].path.split("://", 1)[-1] if sources else CONFIG_DIR
+    args = [f"--config-path={config_path}", f"--config-name={hydra_cfg.job.config_name}", *hydra_cfg.overrides.task,
+            f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    nproc = nproc_setting(cfg)
+    logging.getLogger("rlexp").info("distributed.nproc=%d: starting %d ranks (torch's elastic launcher) into %s", nproc, nproc, run_dir)
+    code = distributed.launch(nproc, args)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    if code != 0:
+        if single:
+            sys.exit(code)  # the ranks (or the launcher, for a rank that was killed) said why
+        raise TrainingError(f"the run's {nproc} ranks stopped with exit status {code}; see {run_dir}/train.log")
+    if summary is None:
+        raise TrainingError(f"the ranks ended without writing {summary_path}")
     return summary["eval_return_mean"]
 
 
@@ -96,7 +159,7 @@ def exit_in_single_run(message: str) -> None:
     own "Error executing job" line. In a multirun (or with a traceback requested) return,
     so the caller re-raises and the sweep handles the failed job."""
     if not traceback_requested() and HydraConfig.get().mode.name == "RUN":
-        print(f"rlexp-train: error: {message}", file=sys.stderr)
+        print(f"{program()}: error: {message}", file=sys.stderr)
         sys.exit(1)
 
 
@@ -128,8 +191,16 @@ def main() -> None:
     # launcher keeps it on (it may run for hours in this process).
     if not any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in sys.argv[1:]):
         gc.disable()
+    from rlexp.run import distributed
+
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        world = distributed.start()  # under torchrun: join the other ranks (a no-op alone)
+        if world is not None and any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in sys.argv[1:]):
+            raise ConfigError("distributed", "torchrun starts the ranks of one run; run a sweep without torchrun "
+                                             "(each job can set distributed.nproc=N)")
+        if world is not None and not world.is_main:
+            sys.argv[1:] = distributed.follower_arguments(sys.argv[1:], world)
         run()
         gc.freeze()  # the interpreter's last collection at exit would walk them all once more (about 0.4 s)
     except KeyboardInterrupt:
@@ -138,10 +209,20 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - the point is to catch everything once
         if want_traceback:
             raise
-        print(f"rlexp-train: error: {describe(error)}", file=sys.stderr)
+        print(f"{program()}: error: {describe(error)}", file=sys.stderr)
         if not is_user_error(error):
-            print("rlexp-train: this looks like a bug; run with HYDRA_FULL_ERROR=1 for the traceback", file=sys.stderr)
+            print(f"{program()}: this looks like a bug; run with HYDRA_FULL_ERROR=1 for the traceback", file=sys.stderr)
         sys.exit(1)
+    finally:
+        distributed.stop()
+
+
+def program() -> str:
+    """rlexp-train, with the rank where this process is one of several."""
+    from rlexp.run import distributed
+
+    world = distributed.current()
+    return f"[rank {world.rank}] rlexp-train" if world is not None and not world.is_main else "rlexp-train"
 
 
 def is_user_error(error: BaseException) -> bool:

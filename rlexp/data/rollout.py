@@ -150,15 +150,17 @@ class Rollout:
         )
 
 
-    def minibatches(self, batch: Batch, batch_size: int, sequence_length: int) -> Iterator[Batch]:
+    def minibatches(self, batch: Batch, batch_size: int, sequence_length: int, count: Optional[int] = None) -> Iterator[Batch]:
         """One epoch's shuffled minibatches of ``batch`` (this rollout's): of single steps, or,
-        for a policy with a state, of env sequences ``sequence_length`` long."""
+        for a policy with a state, of env sequences ``sequence_length`` long. ``count``: cut the
+        steps into exactly that many (a data-parallel run's ranks agree on it); sequences
+        come in a number that depends on the rollout's shape alone."""
         if self.stateful:
             return sequence_minibatches(self, sequence_length, batch_size)
-        return minibatches(batch, batch_size)
+        return minibatches(batch, batch_size, count=count)
 
 
-def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None = None, count: Optional[int] = None) -> Iterator[Batch]:
     """Shuffled minibatches of ``batch_size``; the last one takes the remainder.
 
     The number of valid transitions varies from rollout to rollout (autoreset steps
@@ -166,7 +168,9 @@ def minibatches(batch: Batch, batch_size: int, generator: torch.Generator | None
     than producing a tiny, noisy gradient step.
     """
     n = len(batch)
-    n_full = max(round(n / batch_size), 1)
+    n_full = max(round(n / batch_size), 1) if count is None else count
+    if count is not None:  # sizes follow from the count (a data-parallel rank's share)
+        batch_size = n // count
     if n_full == 1:  # one minibatch is the whole batch: its order cannot change a mean
         yield batch
         return

@@ -103,6 +103,7 @@ def run_state(trainer: Any) -> dict[str, Any]:
         "eval_history": [list(e) for e in trainer.eval_history], "best_eval": trainer.best_eval,
         "diagnostics": trainer.warning_signs.state(), **normalization_state(trainer.env), "rng": rng_state(),
         "spaces": spaces_signature(trainer.env), "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+        "world_size": getattr(trainer, "world_size", 1),
     }
 
 
@@ -110,6 +111,11 @@ def restore_run_state(trainer: Any, state: dict[str, Any]) -> None:
     """Continue a run from ``state``; refuse one trained on other spaces or shapes."""
     from rlexp.envs import load_normalization_state
 
+    trained_on, now = int(state.get("world_size", 1)), getattr(trainer, "world_size", 1)
+    if trained_on != now:
+        how = f"torchrun --nproc_per_node={trained_on} or distributed.nproc={trained_on}" if trained_on > 1 else "one process: no torchrun, distributed.nproc=1"
+        raise ConfigError("resume", f"this run trained on {trained_on} process(es) and resumes on the same number ({how}); "
+                                    f"this launch has {now}")
     if state.get("spaces") != spaces_signature(trainer.env):
         raise ConfigError("resume", f"checkpoint was trained on {state.get('spaces')}, this config gives {spaces_signature(trainer.env)}")
     try:

@@ -430,6 +430,8 @@ def run_summary(trainer: Any, status: str) -> dict[str, Any]:
     }
     if getattr(trainer, "info_values", None):  # env.info_metrics: the last rollout/<key> and eval/<key>
         summary["info_metrics"] = dict(trainer.info_values)
+    if getattr(trainer, "world_size", 1) > 1:  # a data-parallel run: its ranks' steps are all counted
+        summary["world_size"] = trainer.world_size
     if trainer.callbacks.stopped_by is not None:
         summary["stopped_by"] = trainer.callbacks.stopped_by
     return summary

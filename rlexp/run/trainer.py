@@ -35,10 +35,11 @@ from rlexp.run import records
 from rlexp.run.callbacks import (Callback, CallbackList, Evaluation, PeriodicCheckpoint, PeriodicEvaluation, ProgressBar, Records,
                                  WarningSignsCheck)
 from rlexp.run.checkpoint import load_checkpoint, restore_run_state, run_state, save_checkpoint
+from rlexp.run import distributed
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
 from rlexp.run.info_metrics import InfoMetrics
-from rlexp.run.logger import make_logger, write_json_atomic
+from rlexp.run.logger import NullLogger, make_logger, write_json_atomic
 from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
 
@@ -65,7 +66,13 @@ class Trainer:
         require(cfg.eval.video_frames >= 1, "eval.video_frames", f"must be >= 1, got {cfg.eval.video_frames}")
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
+        #: this process's rank among several (torchrun, distributed.nproc); None when it trains alone
+        self.world = distributed.current()
         self.device = resolve_device(cfg.device)
+        if self.world is not None and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.world.local_rank % torch.cuda.device_count())  # one GPU per rank where there are enough
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         try:
             eval_device = self.device if cfg.eval.device == "same" else resolve_device(cfg.eval.device)
         except ConfigError as e:
@@ -88,7 +95,14 @@ class Trainer:
             log.warning("network.precision=bf16: %s has no bfloat16 units, so autocast emulates them and runs "
                         "slower than float32 (network.precision=fp32)", self.device)
         self.algo: OnPolicyAlgorithm = build("algo", cfg.algo, policy=self.policy)
-        self.steps_per_rollout = self.algo.n_steps * self.env.num_envs
+        self.data_parallel: Optional[distributed.DataParallel] = None
+        if self.world is not None:
+            dist_cfg = cfg.get("distributed") or {}
+            self.data_parallel = distributed.DataParallel(self.world, str(dist_cfg.get("backend", "auto")), self.device)
+            self.algo.data_parallel = self.data_parallel
+        #: ranks training this run together (their steps all count)
+        self.world_size = self.world.world_size if self.world is not None else 1
+        self.steps_per_rollout = self.algo.n_steps * self.env.num_envs * self.world_size
         try:
             self.algo.check_rollout_size(self.steps_per_rollout)
         except ConfigError as e:
@@ -97,7 +111,11 @@ class Trainer:
             self.algo.loss = torch.compile(self.algo.loss, dynamic=True)
         # the backend, chosen once: a numpy fast path acts in the collector (not on torch-native
         # envs, which take torch actions) and updates in the algorithm
-        self.backend = self.algo.enable_fast_cpu(cfg.fast_cpu, self.device, compiled=bool(cfg.compile))
+        if self.world is not None and str(cfg.fast_cpu).lower() == "true":
+            raise ConfigError("fast_cpu", "the numpy fast path trains in one process; a run on several uses autograd "
+                                          "(fast_cpu=auto or false)")
+        fast_setting = "false" if self.world is not None else cfg.fast_cpu
+        self.backend = self.algo.enable_fast_cpu(fast_setting, self.device, compiled=bool(cfg.compile))
         native_env = is_torch_env(self.env)
         self.rollout = Rollout(self.algo.n_steps, self.env.num_envs, self.env.single_observation_space,
                                *action_storage(self.env.single_action_space), self.device,
@@ -118,6 +136,18 @@ class Trainer:
         self.info_values: dict[str, float] = {}
         if resume_state is not None:
             self.load_state(resume_state)
+        if self.world is not None and not self.world.is_main:  # each rank samples its own actions
+            seed_everything(distributed.rank_seed(cfg.seed + self.updates, self.world))
+        #: the merged normalisation statistics every rank starts a rollout from (data-parallel)
+        self.merged_normalization: Optional[dict[str, Any]] = None
+        self.is_main = self.world is None or self.world.is_main
+        if not self.is_main:  # rank 0 alone writes the run's records
+            self.logger = NullLogger(self.run_dir)
+            self.progress = ProgressBar(False)
+            self.callbacks = CallbackList([])
+            self.stop = StopRequest()
+            self.clock = Clock()
+            return
         # on resume, TensorBoard hides events the crashed run wrote after the checkpoint
         self.logger = make_logger(cfg, self.run_dir, purge_step=self.global_step + 1 if resume_state else None)
         hparams = records.run_hparams(cfg, records.read_overrides(self.run_dir))
@@ -144,22 +174,39 @@ class Trainer:
             path = " (numpy fast path: fast_cpu)"
         else:  # the fast path has no masks: say why it is not taken where it otherwise might be
             path = " (autograd: the numpy fast path has no action masks)" if masks != "none" and self.device.type == "cpu" else " (autograd)"
-        log.info("%s on %s: %d steps (%d updates of %d) on %s%s%s%s; run dir %s", type(self.algo).__name__, self.env_spec.id,
-                 n_updates * self.steps_per_rollout, n_updates, self.steps_per_rollout, self.device, path,
+        if self.world is not None:
+            path = " (autograd: the numpy fast path trains in one process)"
+            ranks = (f" on {self.world_size} ranks: global batch {self.steps_per_rollout} = {self.world_size} x "
+                     f"{self.algo.n_steps * self.env.num_envs} steps")
+            if hasattr(self.algo, "batch_size"):
+                ranks += f", minibatches of {self.world_size} x {self.algo.batch_size}"
+        else:
+            ranks = ""
+        log.info("%s on %s: %d steps (%d updates of %d) on %s%s%s%s%s; run dir %s", type(self.algo).__name__, self.env_spec.id,
+                 n_updates * self.steps_per_rollout, n_updates, self.steps_per_rollout, self.device, ranks, path,
                  f", action masks from {MASK_SOURCE_WORDS[masks]}" if masks != "none" else "",
                  f", resuming at step {self.global_step}" if self.global_step else "", self.run_dir)
         # fresh episodes on resume: the environments' internal state is not checkpointed
-        self.collector.reset(seed=self.cfg.seed + self.updates)
+        # each rank's envs seeded past the ranks before it: two ranks of n envs play the episodes
+        # of one process of 2n envs
+        rank = self.world.rank if self.world is not None else 0
+        self.collector.reset(seed=self.cfg.seed + self.updates + rank * self.env.num_envs)
         self.clock = Clock(self.train_time)
+        self.interrupted = False
         try:
             with self.stop:
+                if self.data_parallel is not None:  # one start for every rank, whatever each one's init
+                    self.data_parallel.broadcast_parameters(self.policy)
                 self.callbacks.on_run_start(self)
-                while self.updates < n_updates and not self.stop and self.callbacks.stopped_by is None:
+                while self.updates < n_updates and not self.stopping():
                     metrics = self.train_one_rollout(progress_remaining=1.0 - self.updates / n_updates)
                     self.callbacks.on_update_end(self, metrics)
         except TrainingError as error:
             # last.pt keeps the last good state: nothing from the diverged update is saved
-            self.finish("failed", error=str(error))
+            if self.is_main:
+                self.finish("failed", error=str(error))
+            else:
+                self.close()
             raise
         except Exception:
             # anything else (a bug, an env that raised): no summary.json, but the HParams session
@@ -169,7 +216,10 @@ class Trainer:
                 self.logger.end_hparams("failed", {}, self.global_step)
             raise
         # a stopping callback may name its own end (OptunaPruning: "pruned")
-        status = "interrupted" if self.stop and self.updates < n_updates else self.callbacks.stop_status
+        status = "interrupted" if self.interrupted and self.updates < n_updates else self.callbacks.stop_status
+        if not self.is_main:  # rank 0 evaluates, saves and writes the summary
+            self.close()
+            return {"status": status, "steps": self.global_step, "updates": self.updates, "rank": self.world.rank}
         if status != "interrupted" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
             self.evaluate_and_log()
         self.save("last.pt")
@@ -183,11 +233,29 @@ class Trainer:
                      summary["sps"], summary["eval_return_mean"], summary["eval_return_std"])
         return summary
 
+    def stopping(self) -> bool:
+        """Whether to stop before the next rollout: a signal, or a callback that asked to. In a
+        data-parallel run every rank stops when one has to."""
+        signalled, asked = bool(self.stop), self.callbacks.stopped_by is not None
+        if self.data_parallel is not None:
+            signalled, asked = self.data_parallel.flags(signalled, asked)
+        self.interrupted = signalled
+        return signalled or asked
+
     def train_one_rollout(self, progress_remaining: float) -> dict[str, float]:
         """Collect one rollout and update the policy on it; the update's metrics, with the
         rollout's episode statistics and the speed."""
         finished = self.collector.collect()
         self.global_step += self.steps_per_rollout
+        dp = self.data_parallel
+        if dp is not None:
+            dp.step = self.global_step
+            self.merged_normalization = dp.merge_normalization(self.env, self.merged_normalization)
+            # the episodes every rank finished, in the records and the rolling return
+            others = [f for rank, part in enumerate(dp.gather(finished, "episode statistics")) if rank != dp.rank for f in part]
+            self.collector.episodes += len(others)
+            self.collector.recent_returns.extend(r for r, _ in others)
+            finished = [*finished, *others]
         if not bool(torch.isfinite(self.rollout.rewards_env).all()):
             raise TrainingError(f"the environment returned a non-finite reward in the rollout ending at step {self.global_step}")
         last_value = self.collector.bootstrap_value()
@@ -195,10 +263,14 @@ class Trainer:
         # (CleanRL's choice; SB3 measures after collection and spends its last update at lr 0)
         try:
             metrics = self.algo.update(self.rollout, last_value, progress_remaining=progress_remaining)
+        except distributed.RankLost:
+            raise  # it names its step already
         except TrainingError as error:
             raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
         self.check_finite_parameters()
         self.updates += 1
+        if dp is not None:  # one policy on every rank, bit for bit, or the run stops here
+            metrics["distributed/param_checksum"] = float(dp.check_same_parameters(self.policy, self.updates) % 2**24)
         self.train_time = self.clock.train_time()
         self.progress_history.append((self.global_step, self.train_time, self.collector.rolling_return()))
         if finished:
