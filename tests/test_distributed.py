@@ -267,3 +267,14 @@ def test_two_ranks_and_one_process_with_the_same_global_batch_both_solve_cartpol
         assert result.returncode == 0, result.stderr[-3000:]
         summary = json.loads((only_run(tmp_path / where) / "summary.json").read_text())
         assert summary["best_eval_return"] >= 500, (where, summary["eval_history"])
+
+
+@pytest.mark.ray
+def test_a_local_ray_instance_places_torchrun_and_trains_one_run(tmp_path):
+    pytest.importorskip("ray")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "ray_torchrun.py"), "--address", "local", "--nodes", "1",
+                             "--nproc-per-node", "2", "--", *SMALL, "total_steps=512"],
+                            cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 512
