@@ -204,7 +204,7 @@ def test_distributed_nproc_starts_the_ranks_itself_and_resume_continues_the_curv
     assert "resuming at step 512" in (run / "train.log").read_text()
 
 
-def test_resume_with_another_number_of_ranks_is_refused_in_one_line(tmp_path):
+def test_resume_refuses_another_number_of_ranks_in_one_line_and_continues_under_torchrun(tmp_path):
     assert torchrun(tmp_path, *SMALL, "total_steps=256").returncode == 0
     run = only_run(tmp_path)
     before = (run / "checkpoints" / "last.pt").read_bytes()
@@ -214,6 +214,12 @@ def test_resume_with_another_number_of_ranks_is_refused_in_one_line(tmp_path):
         "rlexp-train: error: resume: this run trained on 2 process(es) and resumes on the same number "
         "(torchrun --nproc_per_node=2 or distributed.nproc=2); this launch has 1"]
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    # under torchrun with two ranks it continues, the curves without a step twice
+    result = torchrun(tmp_path, f"resume={run}", "total_steps=512")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert only_run(tmp_path) == run and json.loads((run / "summary.json").read_text())["steps"] == 512
+    assert [step for step, _ in scalars(run, "train/approx_kl")] == [256, 512]
+    assert [step for step, _ in scalars(run, "distributed/param_checksum")] == [256, 512]
 
 
 def test_a_killed_rank_ends_the_run_in_one_line_and_keeps_the_checkpoint(tmp_path):
@@ -278,3 +284,13 @@ def test_a_local_ray_instance_places_torchrun_and_trains_one_run(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 512
+
+
+def test_rlexp_train_under_torchrun_points_at_the_module(monkeypatch, tmp_path):
+    import rlexp
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(rlexp.ConfigError, match=r"^distributed: rlexp.train trains in one process; under torchrun run the module"):
+        rlexp.train(["total_steps=64"], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -357,6 +357,11 @@ def train(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = Non
     from a hook stops the run.
     """
     overrides = checked_overrides(overrides)
+    from rlexp.run.distributed import world_from_env
+
+    if world_from_env() is not None:
+        raise ConfigError("distributed", "rlexp.train trains in one process; under torchrun run the module instead: "
+                                         "torchrun --nproc_per_node=N -m rlexp.cli.train <overrides>")
     try:
         plan = resume_plan(overrides)
         if plan is not None and run_dir is not None:
