@@ -23,7 +23,8 @@ RETIRED = ("max_clip_fraction", "value_window_fraction", "min_target_spread")
 REMEDIES = {
     "policy_collapse": "raise algo.ent_coef, lower algo.learning_rate, check algo.normalize_advantage",
     "updates_too_large": "lower algo.learning_rate or algo.clip_range, or set algo.target_kl",
-    "value_not_learning": "raise algo.vf_coef, set env.normalize_reward=true, give the critic its own learning rate",
+    "value_not_learning": "raise algo.vf_coef, set env.normalize_reward=true where it is off, keep the critic's network "
+                          "apart from the actor's (network.shared=false)",
     "nothing_learnt": "check the reward scale, raise algo.batch_size or algo.n_steps",
     "first_ratio_not_one": "a bug: the policy changed between collecting the rollout and its first minibatch "
                            "(a stale network, an observation processed differently, dropout or batch norm in train mode)",
