@@ -71,7 +71,8 @@ def main() -> None:
     print(f"| training steps/s (summary.json) | {median('one', 0):.0f} | {median('ranks', 0):.0f} | {median('ranks', 0) / median('one', 0):.2f} |")
     print(f"| whole-process wall time (s) | {median('one', 1):.1f} | {median('ranks', 1):.1f} | "
           f"{median('ranks', 1) / median('one', 1):.2f} |")
-    print(f"| per-pair steps/s ratio | | | {', '.join(f'{r['ranks'][0] / r['one'][0]:.2f}' for r in rows)} |")
+    ratios = ", ".join(f"{r['ranks'][0] / r['one'][0]:.2f}" for r in rows)
+    print(f"| per-pair steps/s ratio | | | {ratios} |")
 
 
 if __name__ == "__main__":

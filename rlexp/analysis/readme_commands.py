@@ -116,6 +116,9 @@ SKIPS: tuple[Skip, ...] = (
          unless=lambda: has_module("optuna_dashboard")),
     Skip(r"^mlflow ui ", "MLflow's UI needs SQLAlchemy 2; this environment has 1.x (logging to the store works with it)",
          unless=has_sqlalchemy_2),
+    Skip(r"^torchrun --nnodes=", "needs several machines (torchrun's rendezvous at HEAD_HOST)"),
+    Skip(r"^sbatch ", "needs a SLURM cluster"),
+    Skip(r"^python scripts/ray_torchrun\.py --nodes [2-9]", "needs a Ray cluster of several machines"),
     Skip(r"^rlexp-train -m hydra/launcher=joblib seed=0,1$",
          "shows the error printed when hydra-joblib-launcher is missing; it is installed here",
          unless=lambda: not has_module("hydra_plugins.hydra_joblib_launcher")),
@@ -130,7 +133,7 @@ class Runner:
 
 #: the programs the README's commands run, and how
 RUNNERS: tuple[Runner, ...] = (
-    Runner(r"^(rlexp-train|python -m rlexp\.cli\.train)(?=\s|$)", "train"),
+    Runner(r"^(rlexp-train|python -m rlexp\.cli\.train|torchrun --nproc_per_node=\d+ -m rlexp\.cli\.train)(?=\s|$)", "train"),
     Runner(r"^(rlexp-eval|python -m rlexp\.cli\.evaluate)(?=\s|$)", "eval"),
     Runner(r"^(rlexp-export|python -m rlexp\.cli\.export)(?=\s|$)", "plain"),
     Runner(r"^python scripts/(plot|report)\.py(?=\s|$)", "plain"),
