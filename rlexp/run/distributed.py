@@ -376,16 +376,20 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     torch's elastic launcher (what torchrun runs) and wait for them. Returns 0, or the exit
     status to leave with after one line naming the rank that died first (a rank that failed
     has said why itself)."""
+    import inspect
     import uuid
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
-                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
-                          # Ctrl-C reaches the ranks from the terminal and each stops cleanly; the
-                          # launcher passes on only the signals a terminal does not send them all
-                          signals_to_handle="SIGTERM,SIGHUP,SIGQUIT")
+    options = dict(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                   rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    if "signals_to_handle" in inspect.signature(LaunchConfig).parameters:  # torch >= 2.10
+        # Ctrl-C reaches the ranks from the terminal and each stops cleanly; the launcher passes
+        # on only the signals a terminal does not send them all (older torch passes SIGINT on
+        # too: a rank that gets it twice aborts without its last checkpoint)
+        options["signals_to_handle"] = "SIGTERM,SIGHUP,SIGQUIT"
+    config = LaunchConfig(**options)
     quiet = logging.getLogger("torch.distributed.elastic")
     level, quiet_level = quiet.level, logging.CRITICAL  # its error report repeats what the one line below says
     quiet.setLevel(quiet_level)
