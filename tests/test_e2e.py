@@ -67,17 +67,29 @@ def test_other_envs_and_networks_run(tmp_path, overrides):
     assert summary["steps"] >= 3000
 
 
+@pytest.mark.slow
 def test_torch_backend_solves_cartpole(tmp_path):
-    """Same trainer, torch-native CartPole: state, actions and rewards never leave torch."""
+    """Same trainer, torch-native CartPole: state, actions and rewards never leave torch.
+
+    Slow (opt in with ``-m slow``): in the default suite test_gpu_path.py's
+    test_benchmark_gpu_script_runs_on_cpu trains on the torch-native CartPole (hparams=ppo_cartpole_gpu
+    at a CPU scale) to an evaluation >= 475, and test_torch_envs.py checks the envs against Gymnasium's."""
     run_dir = tmp_path / "run"
     result = run_cli("env.backend=torch", f"hydra.run.dir={run_dir}", "progress=false", "logger=none", "seed=1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["eval_return_mean"] >= 475
 
 
+@pytest.mark.slow
 def test_autograd_path_solves_cartpole(tmp_path):
     """The default run again with fast_cpu=false: PPO's autograd loss, the specification the
-    numpy fast path is checked against, must learn on its own too."""
+    numpy fast path is checked against, must learn on its own too.
+
+    Slow (opt in with ``-m slow``): in the default suite PPO learns through autograd wherever the
+    fast path steps aside (test_mask_learning.py's masked PPO, test_spaces_learning.py's FrozenLake
+    one-hot and MultiDiscrete runs), and test_fast_cpu.py checks the fast path's losses, gradients
+    and Adam steps equal autograd's, the fast path solving CartPole in
+    test_default_run_solves_cartpole_and_leaves_its_files."""
     run_dir = tmp_path / "run"
     result = run_cli("fast_cpu=false", f"hydra.run.dir={run_dir}", "progress=false", "logger=none", "seed=1")
     assert result.returncode == 0, result.stderr[-2000:]
