@@ -1,5 +1,10 @@
 """A table of bad inputs: each fails with one line naming the problem, no traceback,
-a non-zero exit, and nothing half-written left in place of good files."""
+a non-zero exit, and nothing half-written left in place of good files.
+
+Most cases run the command's own main() in this process (conftest.run_cli_in_process: the same
+code from main() on, without 2-3 s of interpreter, torch and Hydra start-up each); the cases in
+FRESH_PROCESS_CASES, one for each stage that reports a mistake, and one evaluation case also
+run as a command of their own."""
 
 import os
 import subprocess
@@ -10,7 +15,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 try:
     gym.make("LunarLander-v3").close()
@@ -24,10 +29,14 @@ def run_eval(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def run_eval_in_process(*args: str) -> subprocess.CompletedProcess:
+    return run_cli_in_process(*args, module="rlexp.cli.evaluate")
+
+
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("good") / "run"
-    result = run_cli("total_steps=2048", "eval.episodes=2", "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("total_steps=2048", "eval.episodes=2", "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir
 
@@ -75,10 +84,18 @@ TRAIN_CASES = [
 ]
 
 
+#: also run as a command of their own: one case for each stage that reports a mistake (Hydra's
+#: composition, the schema's types, the trainer's checks, interpolations)
+FRESH_PROCESS_CASES = {"algo=ppoo", "algo.n_epochs=abc", "algo.batch_size=4096", "algo.learning_rate=${foo}"}
+
+
 @pytest.mark.parametrize("args,named", TRAIN_CASES, ids=[" ".join(a) for a, _ in TRAIN_CASES])
 def test_bad_train_input(tmp_path, args, named):
     run_dir = tmp_path / "run"
-    result = run_cli(*args, f"hydra.run.dir={run_dir}", timeout=120)
+    if " ".join(args) in FRESH_PROCESS_CASES:
+        result = run_cli(*args, f"hydra.run.dir={run_dir}", timeout=120)
+    else:
+        result = run_cli_in_process(*args, f"hydra.run.dir={run_dir}")
     assert_one_line_error(result, *named)
     assert not run_dir.exists()
 
@@ -92,13 +109,13 @@ def test_broken_yaml_names_the_file(tmp_path):
     conf = tmp_path / "conf"
     (conf / "hparams").mkdir(parents=True)
     (conf / "hparams" / "broken.yaml").write_text("# @package _global_\nalgo:\n  learning_rate: [1e-3\n")
-    result = run_cli(f"--config-dir={conf}", "hparams=broken", f"hydra.run.dir={tmp_path / 'r'}")
+    result = run_cli_in_process(f"--config-dir={conf}", "hparams=broken", f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(result, "broken")
 
 
 def test_resume_from_a_directory_that_is_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli(f"resume={tmp_path / 'empty'}"), "resume", "not an rlexp run directory")
+    assert_one_line_error(run_cli_in_process(f"resume={tmp_path / 'empty'}"), "resume", "not an rlexp run directory")
 
 
 def test_resume_from_truncated_checkpoint_leaves_it_alone(good_run, tmp_path):
@@ -133,7 +150,7 @@ def test_tampered_checkpoint_cannot_run_code(good_run, tmp_path, monkeypatch):
     state["payload"] = RunsCode()
     tampered = tmp_path / "tampered.pt"
     torch.save(state, tampered)
-    result = run_eval(str(tampered))
+    result = run_eval_in_process(str(tampered))
     assert_one_line_error(result, "not a readable rlexp checkpoint: it holds Python objects", "do not load it")
     assert "weights_only" not in result.stderr  # torch's hint to load it unsafely is never passed on
     assert not marker.exists(), "loading a checkpoint executed code from it"
@@ -142,10 +159,10 @@ def test_tampered_checkpoint_cannot_run_code(good_run, tmp_path, monkeypatch):
 def test_eval_of_a_file_that_is_not_a_checkpoint(tmp_path):
     other = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(3)}, other)
-    assert_one_line_error(run_eval(str(other)), "not an rlexp checkpoint")
+    assert_one_line_error(run_eval_in_process(str(other)), "not an rlexp checkpoint")
 
 
 @pytest.mark.parametrize("args,named", [(["/nonexistent/run"], ["no checkpoint"]), (["{run}", "episodes=0"], ["episodes"]),
                                         (["{run}", "episodes=many"], ["episodes"]), (["{run}", "checkpoint=first"], ["checkpoint"])])
 def test_bad_eval_arguments(good_run, args, named):
-    assert_one_line_error(run_eval(*[a.format(run=good_run) for a in args]), *named)
+    assert_one_line_error(run_eval_in_process(*[a.format(run=good_run) for a in args]), *named)

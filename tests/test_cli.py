@@ -1,9 +1,13 @@
-"""The command line as a user types it: bad input fails in one line, good input runs."""
+"""The command line as a user types it: bad input fails in one line, good input runs.
+
+The bad overrides not in FRESH_PROCESS run the command's main() in this process
+(conftest.run_cli_in_process: the same code from main() on, without the interpreter's start-up);
+those in it, and the other tests here, start the command as a user does."""
 
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 
 BAD_OVERRIDES = [
     ("algo=nope", "algo=nope"),
@@ -19,10 +23,18 @@ BAD_OVERRIDES = [
 ]
 
 
+#: started as a command of their own: a group option Hydra cannot compose, a key the schema does
+#: not know, a value the trainer's checks refuse
+FRESH_PROCESS = {"algo=nope", "algo.clip_rnge=0.1", "algo.batch_size=100000"}
+
+
 @pytest.mark.parametrize("override,named", BAD_OVERRIDES)
 def test_bad_override_fails_in_one_line(override, named, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(override, f"hydra.run.dir={run_dir}", timeout=120)
+    if override in FRESH_PROCESS:
+        result = run_cli(override, f"hydra.run.dir={run_dir}", timeout=120)
+    else:
+        result = run_cli_in_process(override, f"hydra.run.dir={run_dir}")
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

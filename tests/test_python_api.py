@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 import rlexp
 from rlexp.errors import ConfigError
@@ -60,9 +60,12 @@ BAD = ["algo=nope", "algo.clip_rnge=0.1", "algo.n_epochs=abc", "env.id=CartPoel-
 
 
 def test_bad_overrides_raise_the_cli_line(tmp_path, monkeypatch):
+    """The CLI's lines from its main() run in this process (conftest.run_cli_in_process), the
+    first from the command started as a user does."""
     cli_lines = {}
     for override in BAD:
-        result = run_cli(override, f"hydra.run.dir={tmp_path / 'cli'}", timeout=120)
+        run = run_cli if override == BAD[0] else run_cli_in_process
+        result = run(override, f"hydra.run.dir={tmp_path / 'cli'}")
         assert result.returncode == 1
         cli_lines[override] = result.stderr.strip().removeprefix("rlexp-train: error: ")
     monkeypatch.chdir(tmp_path)
