@@ -1,6 +1,10 @@
 """Every tuned preset (conf/hparams) trains end to end from the command line for a few
 hundred to ~2,000 steps and leaves a finished summary.json. Presets whose environment
-needs an optional extra that is not installed (Box2D, MuJoCo) skip themselves."""
+needs an optional extra that is not installed (Box2D, MuJoCo) skip themselves.
+
+The command's main() runs in this process (conftest.run_cli_in_process: the same code from
+main() on, without 2-3 s of interpreter, torch and Hydra start-up a preset), but for
+FRESH_PROCESS_PRESET, started as a command of its own."""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import gymnasium as gym
 import pytest
 
 from rlexp.envs.factory import register_family
-from conftest import group_options, run_cli
+from conftest import group_options, run_cli, run_cli_in_process
 
 BUDGET = 1024  # env steps per smoke run
+FRESH_PROCESS_PRESET = "ppo_cartpole"
 
 
 def rollout_overrides(cfg) -> list[str]:
@@ -43,9 +48,10 @@ def test_preset_trains_from_the_cli(compose_cfg, preset, tmp_path):
         gym.make(cfg.env.id).close()
     except gym.error.DependencyNotInstalled as e:
         pytest.skip(f"{preset}: {cfg.env.id} needs an optional dependency that is not installed ({e})")
-    result = run_cli(
+    run = run_cli if preset == FRESH_PROCESS_PRESET else run_cli_in_process
+    result = run(
         f"hparams={preset}", f"total_steps={BUDGET}", *rollout_overrides(cfg), "eval.episodes=1",
-        "logger=none", "progress=false", f"hydra.run.dir={tmp_path}", timeout=120,
+        "logger=none", "progress=false", f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 from rlexp.networks import ActorCritic
 from rlexp.networks.recurrent import RecurrentCore
 from rlexp.data.rollout import Sequences, sequence_minibatches
@@ -158,7 +158,10 @@ def test_one_update_trains_both_cores(compose_cfg, tmp_path):
     ("env.id=Acrobot-v1 env.mask_velocity=true", None),
 ])
 def test_bad_settings_fail_in_one_line(tmp_path, override, message):
-    result = run_cli(*SMALL, "total_steps=64", *override.split(), f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    """The command's main() in this process (conftest.run_cli_in_process), but for the first case,
+    started as a command of its own."""
+    run = run_cli if override == "network.recurrent=rnn" else run_cli_in_process
+    result = run(*SMALL, "total_steps=64", *override.split(), f"hydra.run.dir={tmp_path / 'run'}")
     if message is None:  # Acrobot's velocities are known: that one runs
         assert result.returncode == 0, result.stderr
         return
@@ -207,10 +210,10 @@ def play_with_predict(agent, seed: int, episodes: int, carry: bool = True) -> tu
 
 def test_recurrent_run_checkpoints_resumes_and_evaluates(tmp_path):
     run = tmp_path / "run"
-    first = run_cli(*SMALL, "total_steps=1024", "checkpoint.every_updates=1", f"hydra.run.dir={run}")
+    first = run_cli_in_process(*SMALL, "total_steps=1024", "checkpoint.every_updates=1", f"hydra.run.dir={run}")
     assert first.returncode == 0, first.stderr
     assert json.loads((run / "summary.json").read_text())["steps"] == 1024
-    again = run_cli(f"resume={run}", "total_steps=2048")
+    again = run_cli_in_process(f"resume={run}", "total_steps=2048")
     assert again.returncode == 0, again.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 2048 and summary["status"] == "finished"
