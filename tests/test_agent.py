@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlexp
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 from rlexp.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ from rlexp.errors import ConfigError
 def pendulum_run(tmp_path_factory):
     """env=pendulum normalises and clips observations (and rewards): the agent must use the saved statistics."""
     run_dir = tmp_path_factory.mktemp("agent") / "run"
-    result = run_cli("env=pendulum", "total_steps=8192", "eval.every_steps=0", "eval.episodes=2", "progress=false", "logger=none",
+    result = run_cli_in_process("env=pendulum", "total_steps=8192", "eval.every_steps=0", "eval.episodes=2", "progress=false", "logger=none",
                      f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir
@@ -60,7 +60,7 @@ def test_predict_uses_the_saved_normalisation_and_the_env_format(pendulum_run):
 
 def test_discrete_observations_and_actions_in_the_env_own_terms(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("hparams=ppo_frozenlake", "total_steps=8192", "eval.episodes=1", "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("hparams=ppo_frozenlake", "total_steps=8192", "eval.episodes=1", "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     agent = rlexp.load(run_dir, checkpoint="best")
     action = agent.predict(0)  # the start cell, as FrozenLake gives it

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 from rlexp.run.warning_signs import REMEDIES, make_warning_signs
 from rlexp.errors import ConfigError
 
@@ -251,7 +251,7 @@ def test_a_sign_reaches_tensorboard_and_the_summary(tmp_path):
 def test_strict_stops_the_run_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     # the one-update limit is lifted so that the sign fires a few updates in, with good ones before it
-    result = run_cli(f"seed={SEED}", "diagnostics=strict", "diagnostics.max_approx_kl_once=1000", "algo.learning_rate=0.01",
+    result = run_cli_in_process(f"seed={SEED}", "diagnostics=strict", "diagnostics.max_approx_kl_once=1000", "algo.learning_rate=0.01",
                      "algo.clip_range=100", "algo.n_epochs=20", "total_steps=20000", "checkpoint.every_updates=1", "progress=false", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 
 
 def test_default_run_solves_cartpole_and_leaves_its_files(tmp_path):
@@ -30,7 +30,7 @@ def test_checkpoint_loads_safely_and_holds_the_trained_policy(tmp_path):
     from rlexp.run.checkpoint import load_checkpoint
 
     run_dir = tmp_path / "run"
-    result = run_cli(f"hydra.run.dir={run_dir}", "progress=false", "total_steps=2048", "eval.every_steps=0", "logger=none")
+    result = run_cli_in_process(f"hydra.run.dir={run_dir}", "progress=false", "total_steps=2048", "eval.every_steps=0", "logger=none")
     assert result.returncode == 0, result.stderr[-2000:]
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # weights_only=True
     assert state["global_step"] == 2048
@@ -60,8 +60,11 @@ def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
                                        ["env.backend=torch", "env.num_envs=64"], ["env.vectorization=async", "env.num_envs=2"],
                                        ["env=pendulum", "env.backend=torch", "env.normalize_obs=false", "env.normalize_reward=false", "env.clip_obs=null"]])
 def test_other_envs_and_networks_run(tmp_path, overrides):
+    """The command's main() in this process (conftest.run_cli_in_process), but for the async
+    vectorization, whose env workers start from a command of its own as a user's do."""
     run_dir = tmp_path / "run"
-    result = run_cli(*overrides, f"hydra.run.dir={run_dir}", "progress=false", "total_steps=3000", "eval.episodes=2", "logger=none")
+    run = run_cli if "env.vectorization=async" in overrides else run_cli_in_process
+    result = run(*overrides, f"hydra.run.dir={run_dir}", "progress=false", "total_steps=3000", "eval.episodes=2", "logger=none")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] >= 3000

@@ -1,4 +1,9 @@
-"""rlexp-eval on a run trained here: returns, and video through gymnasium's RecordVideo."""
+"""rlexp-eval on a run trained here: returns, and video through gymnasium's RecordVideo.
+
+The run trains through rlexp-train's main() in this process, and the checks of env settings
+run rlexp-eval's main() in this process (conftest.run_cli_in_process: the same code from main()
+on, without 2-3 s of interpreter, torch and Hydra start-up); returns and video come from the
+command started as a user does."""
 
 import importlib.util
 import os
@@ -7,13 +12,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("eval") / "run"
-    result = run_cli("total_steps=30000", "progress=false", "logger=none", "eval.every_steps=10000", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("total_steps=30000", "progress=false", "logger=none", "eval.every_steps=10000", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir
 
@@ -21,6 +26,10 @@ def trained(tmp_path_factory):
 def rlexp_eval(*args):
     return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+
+
+def rlexp_eval_in_process(*args):
+    return run_cli_in_process(*map(str, args), module="rlexp.cli.evaluate")
 
 
 def test_eval_prints_mean_and_std(trained):
@@ -50,7 +59,7 @@ def test_eval_changes_env_settings_for_this_evaluation_only(trained):
     scores exactly 5 (the pole cannot fall in 5 steps from its start); the run's own config is
     left as it was."""
     before = (trained / ".hydra" / "config.yaml").read_text()
-    result = rlexp_eval(trained, "episodes=3", "env.max_episode_steps=5")
+    result = rlexp_eval_in_process(trained, "episodes=3", "env.max_episode_steps=5")
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert "return 5.00 +/- 0.00 over 3 deterministic episodes" in line and line.endswith("with env.max_episode_steps=5)")
@@ -63,7 +72,7 @@ def test_eval_changes_env_settings_for_this_evaluation_only(trained):
     ("env.id=Acrobot-v1", "env: env.id=Acrobot-v1 changes the observation or action space"),
 ])
 def test_eval_refuses_env_settings_that_do_not_fit_in_one_line(trained, arg, message):
-    result = rlexp_eval(trained, "episodes=1", arg)
+    result = rlexp_eval_in_process(trained, "episodes=1", arg)
     assert result.returncode == 1
     assert result.stderr.strip() == result.stderr.strip().splitlines()[0]  # one line
     assert result.stderr.startswith(f"rlexp-eval: error: {message}"), result.stderr

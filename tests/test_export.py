@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_cli_in_process
 from omegaconf import OmegaConf
 
 import rlexp
@@ -183,6 +183,11 @@ def rlexp_export(*args):
     return subprocess.run([sys.executable, "-m", "rlexp.cli.export", *map(str, args)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+def rlexp_export_in_process(*args):
+    """rlexp-export's main() in this process (conftest.run_cli_in_process: the same code from main() on)."""
+    return run_cli_in_process(*map(str, args), module="rlexp.cli.export")
+
+
 def test_the_command_and_its_bad_input(runs, tmp_path):
     out = rlexp_export(runs["cartpole"], "--checkpoint", "best")
     assert out.returncode == 0, out.stderr
@@ -192,7 +197,7 @@ def test_the_command_and_its_bad_input(runs, tmp_path):
         ([runs["cartpole"], "--format", "tflite"], 2, "rlexp-export: error: argument --format: invalid choice: 'tflite'"),
         ([], 2, "rlexp-export: error: the following arguments are required: run"),
     ):
-        out = rlexp_export(*args)
+        out = rlexp_export_in_process(*args)
         assert out.returncode == status
         assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith(start), out.stderr
     assert not list(tmp_path.iterdir())  # nothing written for a failed export
@@ -201,7 +206,7 @@ def test_the_command_and_its_bad_input(runs, tmp_path):
 def test_a_recurrent_policy_is_refused_in_one_line(tmp_path):
     run_dir = rlexp.train(["network.recurrent=lstm", "network.recurrent_size=16", "total_steps=256", "algo.n_steps=32",
                            "algo.batch_size=64", *QUICK], run_dir=tmp_path / "lstm").run_dir
-    out = rlexp_export(run_dir)
+    out = rlexp_export_in_process(run_dir)
     refusal = ("rlexp-export: error: network.recurrent: recurrent policies cannot be exported yet "
                "(the file would need the recurrent state as an input and an output)")
     assert out.returncode == 1 and out.stderr.strip().splitlines() == [refusal]

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 from rlexp.run.trainer import Trainer
 
 
@@ -29,7 +29,7 @@ def test_episode_statistics_of_a_rollout_match_its_episode_ends(compose_cfg, tmp
 
 def test_stop_at_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("eval.stop_at=200", "eval.every_steps=2048", "eval.episodes=5", "progress=false", "logger=none",
+    result = run_cli_in_process("eval.stop_at=200", "eval.every_steps=2048", "eval.episodes=5", "progress=false", "logger=none",
                      f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 from rlexp.networks.heads import StateDependentNoiseHead
 from rlexp.networks.actor_critic import ActorCritic
 
@@ -111,11 +111,11 @@ def test_once_per_rollout_noise_changes_only_on_reset():
 def test_gsde_run_trains_resumes_and_evaluates(tmp_path):
     run_dir = tmp_path / "run"
     common = ["env=pendulum", "network.use_sde=true", "network.sde_sample_freq=4", "eval.episodes=2", "progress=false", "logger=none"]
-    result = run_cli(*common, "total_steps=4096", f"hydra.run.dir={run_dir}", timeout=120)
+    result = run_cli_in_process(*common, "total_steps=4096", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["policy"]["action_head.log_std"].shape == (64, 1)  # one std per (feature, action)
-    result = run_cli(f"resume={run_dir}", "total_steps=8192", timeout=120)
+    result = run_cli_in_process(f"resume={run_dir}", "total_steps=8192")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] >= 8192 and np.isfinite(summary["eval_return_mean"])

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 import rlexp
 from rlexp.config import run_name
@@ -30,7 +30,7 @@ def test_run_name_is_a_short_safe_form_of_the_env_id(env_id, name):
 
 def test_cli_run_dir_names_the_env_id_not_the_env_group(tmp_path):
     """env=cartpole (the default group) with another env.id: the directory names that id."""
-    result = run_cli("env.id=Acrobot-v1", *QUICK, cwd=tmp_path)
+    result = run_cli_in_process("env.id=Acrobot-v1", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = [p.name for p in (tmp_path / "outputs" / "runs").iterdir()]
     assert len(runs) == 1 and re.fullmatch(rf"{STAMP}_ppo_acrobot-v1", runs[0]), runs
@@ -38,7 +38,7 @@ def test_cli_run_dir_names_the_env_id_not_the_env_group(tmp_path):
 
 def test_multirun_job_dirs_name_the_env_id(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "seed=0,1", "env.id=Acrobot-v1", *QUICK, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_cli_in_process("-m", "seed=0,1", "env.id=Acrobot-v1", *QUICK, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert jobs == ["0_ppo_acrobot-v1", "1_ppo_acrobot-v1"]
@@ -55,6 +55,11 @@ def test_python_api_run_dir_names_the_env_id(tmp_path, monkeypatch):
 
 def rlexp_eval(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def rlexp_eval_in_process(*args):
+    """rlexp-eval's main() in this process (conftest.run_cli_in_process: the same code from main() on)."""
+    return run_cli_in_process(*map(str, args), module="rlexp.cli.evaluate")
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -95,15 +100,15 @@ def test_train_help_lists_the_groups_a_user_picks_from_not_the_schemas():
 def sampling_run(tmp_path_factory):
     """A tiny CartPole run whose own evaluations sampled actions, as the Atari presets' do."""
     run_dir = tmp_path_factory.mktemp("sampling") / "run"
-    result = run_cli("total_steps=1024", "logger=none", "eval.every_steps=0", "eval.episodes=2", "progress=false",
-                     "eval.deterministic=false", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("total_steps=1024", "logger=none", "eval.every_steps=0", "eval.episodes=2", "progress=false",
+                                "eval.deterministic=false", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir
 
 
 @pytest.mark.parametrize("args, kind", [((), "stochastic"), (("deterministic=true",), "deterministic"), (("deterministic=false",), "stochastic")])
 def test_eval_chooses_actions_as_the_runs_own_evaluations_unless_told(sampling_run, args, kind):
-    result = rlexp_eval(sampling_run, "episodes=2", *args)
+    result = rlexp_eval_in_process(sampling_run, "episodes=2", *args)
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("CartPole-v1: return") and f"over 2 {kind} episodes" in line, line
@@ -128,7 +133,7 @@ def test_agent_evaluate_chooses_actions_as_the_runs_own_evaluations_unless_told(
 
 
 def test_eval_refuses_a_mode_that_is_not_a_bool(sampling_run):
-    result = rlexp_eval(sampling_run, "episodes=2", "deterministic=maybe")
+    result = rlexp_eval_in_process(sampling_run, "episodes=2", "deterministic=maybe")
     assert result.returncode == 1
     assert result.stderr.startswith("rlexp-eval: error: deterministic: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
 

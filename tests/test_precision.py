@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pong_game_points, record_rewards, run_cli
+from conftest import pong_game_points, record_rewards, run_cli, run_cli_in_process
 from rlexp.algos import PPO
 from rlexp.errors import ConfigError
 from rlexp.networks import ActorCritic
@@ -102,7 +102,7 @@ def test_a_bf16_atari_run_checkpoints_and_evaluates_in_bf16(tmp_path):
     """ppo_atari with network.precision=bf16 for one update; rlexp-eval rebuilds the bf16 network
     from the run's config and plays a game of Pong with it."""
     run = tmp_path / "run"
-    result = run_cli("hparams=ppo_atari", "network.precision=bf16", "total_steps=1024", "eval.episodes=1", "logger=none",
+    result = run_cli_in_process("hparams=ppo_atari", "network.precision=bf16", "total_steps=1024", "eval.episodes=1", "logger=none",
                      "progress=false", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
@@ -143,7 +143,7 @@ def test_a_bf16_policy_exports_as_its_float32_self(tmp_path, fmt):
     from rlexp.cli.export import export
 
     run = tmp_path / "run"
-    result = run_cli("env=pendulum", "network.precision=bf16", "total_steps=2048", "logger=none", "progress=false",
+    result = run_cli_in_process("env=pendulum", "network.precision=bf16", "total_steps=2048", "logger=none", "progress=false",
                      f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     path, checked = export(run, fmt, output=tmp_path / f"policy.{fmt}")

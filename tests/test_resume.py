@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 from rlexp.run.checkpoint import load_checkpoint
 
 ROLLOUT = 8 * 128  # default num_envs * n_steps
@@ -77,7 +77,7 @@ def test_stop_and_resume(tmp_path, sig, at_step):
         assert summary["status"] == "interrupted"
         assert summary["steps"] == state["global_step"] < TOTAL
 
-    result = run_cli(f"resume={run_dir}", "progress=false")
+    result = run_cli_in_process(f"resume={run_dir}", "progress=false")  # rlexp-train's main() in this process
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == TOTAL
@@ -94,9 +94,9 @@ def test_stop_and_resume(tmp_path, sig, at_step):
 
 def test_resume_refuses_other_network_shape(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("total_steps=2048", "progress=false", "eval.episodes=2", f"hydra.run.dir={run_dir}").returncode == 0
+    assert run_cli_in_process("total_steps=2048", "progress=false", "eval.episodes=2", f"hydra.run.dir={run_dir}").returncode == 0
     before = (run_dir / "checkpoints" / "last.pt").read_bytes()
-    result = run_cli(f"resume={run_dir}", "network.hidden_sizes=[32]", "total_steps=4096")
+    result = run_cli_in_process(f"resume={run_dir}", "network.hidden_sizes=[32]", "total_steps=4096")
     assert result.returncode == 1
     assert result.stderr.startswith("rlexp-train: error: resume:") and len(result.stderr.strip().splitlines()) == 1
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before, "a refused resume must not touch the checkpoint"
@@ -104,7 +104,7 @@ def test_resume_refuses_other_network_shape(tmp_path):
 
 def test_nan_stops_the_run_with_an_intact_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(
+    result = run_cli_in_process(
         "env.id=nan_env:NanCartPole-v0", "total_steps=20000", "checkpoint.every_updates=1", "eval.every_steps=0",
         "progress=false", f"hydra.run.dir={run_dir}", env={"PYTHONPATH": str(Path(__file__).parent)},
     )

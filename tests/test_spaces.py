@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 from rlexp.envs import ActionAdapter
 from rlexp.errors import ConfigError
 from rlexp.networks import ActorCritic
@@ -260,7 +260,7 @@ def test_empty_observation_tree_shapes():
 
 def test_unknown_obs_keys_entry_lists_the_valid_ones(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("env.id=MiniGrid-Empty-5x5-v0", "env.obs_keys=[image,colour]", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("env.id=MiniGrid-Empty-5x5-v0", "env.obs_keys=[image,colour]", f"hydra.run.dir={run_dir}")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == ["rlexp-train: error: env.obs_keys: MiniGrid-Empty-5x5-v0 has no observation entry 'colour'; "
@@ -269,7 +269,7 @@ def test_unknown_obs_keys_entry_lists_the_valid_ones(tmp_path):
 
 
 def test_obs_keys_on_a_box_env_names_the_key(tmp_path):
-    result = run_cli("env.obs_keys=[x]", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli_in_process("env.obs_keys=[x]", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlexp-train: error: env.obs_keys: applies to Dict observations; CartPole-v1's are Box(")
@@ -280,10 +280,10 @@ def test_a_dict_observation_run_checkpoints_resumes_and_evaluates(tmp_path):
     resume, rlexp-eval and its video."""
     run_dir = tmp_path / "run"
     common = ["progress=false", "eval.episodes=2", "algo.n_steps=32", "algo.batch_size=64", "algo.n_epochs=2"]
-    first = run_cli("env.id=MiniGrid-Empty-5x5-v0", "env.num_envs=4", "total_steps=256", *common, f"hydra.run.dir={run_dir}")
+    first = run_cli_in_process("env.id=MiniGrid-Empty-5x5-v0", "env.num_envs=4", "total_steps=256", *common, f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr
     assert "leaving out observation entry mission (MissionSpace)" in (run_dir / "train.log").read_text()
-    resumed = run_cli(f"resume={run_dir}", "total_steps=512", "progress=false")
+    resumed = run_cli_in_process(f"resume={run_dir}", "total_steps=512", "progress=false")
     assert resumed.returncode == 0, resumed.stderr
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] == 512 and "actor_encoder.parts.image.convs.0.weight" in state["policy"]
