@@ -70,7 +70,8 @@ def run_cli_in_process(*args: str, cwd: Path | None = None, env: dict | None = N
     """What ``run_cli`` returns (``python -m <module> *args``), without a new interpreter: the
     entry point's own ``main()`` runs in this process with the command line, environment and
     working directory the command would see, its stdout and stderr captured (Python's streams
-    and file descriptors 1 and 2) and its ``SystemExit`` taken as the exit status; warnings are
+    and file descriptors 1 and 2) and its ``SystemExit`` taken as the exit status (or what
+    ``main()`` returns, for a script that exits with it: ``sys.exit(main())``); warnings are
     printed to stderr as a fresh interpreter prints them. Afterwards the state a command may
     change is put back: the environment, working directory, logging, Hydra's globals, signal
     handlers, the garbage collector and torch's thread count.
@@ -121,7 +122,8 @@ def run_cli_in_process(*args: str, cwd: Path | None = None, env: dict | None = N
                     warnings.filterwarnings(action, category=category, module=module_name or "")
                 warnings.showwarning = warnings._showwarning_orig  # to sys.stderr, as a fresh interpreter does
                 try:
-                    entry.main()
+                    returned = entry.main()
+                    code = returned if isinstance(returned, int) else 0
                 except SystemExit as stop:
                     if stop.code is None or isinstance(stop.code, int):
                         code = stop.code or 0

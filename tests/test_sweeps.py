@@ -3,6 +3,11 @@
 Basic and joblib launchers, an Optuna search, the report (rlexp/analysis/report.py) checked against
 the jobs' own summary.json, failed and missing jobs, the one-line error when a plugin is not
 installed. The Ray tests are opt-in (``python -m pytest -m ray``; pip install -e ".[ray]").
+
+The sweeps on the basic launcher (the Optuna search's too) and most reports run the command's
+main() in this process (conftest.run_cli_in_process: the same code from main() on, without the
+start-up); the joblib sweep and its report, the first report error and the missing plugins start
+the commands as a user does.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 # small jobs: ~3 updates each, an evaluation every 1000 steps (curves for the report)
 SMALL = ["total_steps=3000", "eval.every_steps=1000", "eval.episodes=2", "progress=false", "logger=tensorboard"]
@@ -71,7 +76,13 @@ def make_report(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def check_two_by_two(sweep_dir: Path, launcher: str) -> None:
+def make_report_in_process(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """scripts/report.py's main() (rlexp.analysis.report.main, which the script exits with) in this
+    process (conftest.run_cli_in_process), without 4-5 s of start-up (matplotlib) a call."""
+    return run_cli_in_process(str(sweep_dir), *args, module="rlexp.analysis.report")
+
+
+def check_two_by_two(sweep_dir: Path, launcher: str, report=make_report_in_process) -> None:
     """seed=0,1 x algo=a2c,ppo: four finished runs, and a report whose numbers are theirs."""
     jobs = job_dirs(sweep_dir)
     assert [p.name for p in jobs] == [f"{n}_{overrides(p)['algo']}_cartpole-v1" for n, p in enumerate(jobs)]  # <job number>_<algo>_<env id>
@@ -84,7 +95,7 @@ def check_two_by_two(sweep_dir: Path, launcher: str) -> None:
         assert s["seed"] == int(overrides(job)["seed"])
     assert {(overrides(j)["algo"], summary(j)["seed"]) for j in jobs} == {(a, s) for a in ("a2c", "ppo") for s in (0, 1)}
 
-    result = make_report(sweep_dir, "--threshold", str(THRESHOLD))
+    result = report(sweep_dir, "--threshold", str(THRESHOLD))
     assert result.returncode == 0, result.stderr
     rows = read_csv(sweep_dir / "report.csv")
     assert [row["algo"] for row in rows] == ["a2c", "ppo"]  # grouped by the swept key, seed averaged out
@@ -111,7 +122,7 @@ def check_two_by_two(sweep_dir: Path, launcher: str) -> None:
 def test_basic_launcher_sweep_and_report(tmp_path):
     pytest.importorskip("matplotlib")
     sweep_dir = tmp_path / "sweep"
-    result = run_cli("-m", "seed=0,1", "algo=a2c,ppo", *SMALL, f"hydra.sweep.dir={sweep_dir}")
+    result = run_cli_in_process("-m", "seed=0,1", "algo=a2c,ppo", *SMALL, f"hydra.sweep.dir={sweep_dir}")  # jobs in this process
     assert result.returncode == 0, result.stderr[-2000:]
     check_two_by_two(sweep_dir, "BasicLauncher")
 
@@ -123,13 +134,13 @@ def test_joblib_launcher_sweep_and_report(tmp_path):
     result = run_cli("-m", "hydra/launcher=joblib", "seed=0,1", "algo=a2c,ppo", *SMALL, f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Joblib.Parallel" in result.stdout + result.stderr  # the plugin's own "Launching jobs" line
-    check_two_by_two(sweep_dir, "JoblibLauncher")
+    check_two_by_two(sweep_dir, "JoblibLauncher", report=make_report)  # scripts/report.py started as a user does
 
 
 def test_report_lists_failed_and_missing_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_cli("-m", "seed=0,1,2", "algo.clip_range=0.2,-1", "total_steps=2048", "eval.episodes=2", "progress=false",
-                     "logger=none", f"hydra.sweep.dir={sweep_dir}")
+    result = run_cli_in_process("-m", "seed=0,1,2", "algo.clip_range=0.2,-1", "total_steps=2048", "eval.episodes=2", "progress=false",
+                                "logger=none", f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 1  # the basic sweeper runs every job, then reports the first failure
     assert "algo.clip_range: must be > 0, got -1.0" in result.stderr
     by_setting = {(overrides(j)["seed"], overrides(j)["algo.clip_range"]): j for j in job_dirs(sweep_dir)}
@@ -139,7 +150,7 @@ def test_report_lists_failed_and_missing_jobs(tmp_path):
     interrupted.write_text(json.dumps({**summary(by_setting["1", "0.2"]), "status": "interrupted"}))
     shutil.rmtree(by_setting["2", "0.2"])  # this job "never ran"
 
-    report = make_report(sweep_dir)
+    report = make_report_in_process(sweep_dir)
     assert report.returncode == 0, report.stderr
     rows = {row["algo.clip_range"]: row for row in read_csv(sweep_dir / "report.csv")}
     assert set(rows) == {"0.2", "-1"}
@@ -158,7 +169,7 @@ def test_report_lists_failed_and_missing_jobs(tmp_path):
 def test_report_on_a_directory_without_jobs(tmp_path):
     result = make_report(tmp_path)
     assert result.returncode == 1 and result.stderr.startswith("report.py: error:") and len(result.stderr.splitlines()) == 1
-    result = make_report(tmp_path / "nope")
+    result = make_report_in_process(tmp_path / "nope")
     assert result.returncode == 1 and "no such directory" in result.stderr
 
 
@@ -181,8 +192,8 @@ def test_optuna_search_maximises_the_final_eval_return(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep_dir = tmp_path / "search"
     # clip_range drawn from {0.2, -1}: the seeded sampler's second trial gets -1, a config error
-    result = run_cli("-m", "+sweep=ppo_optuna", "hydra.sweeper.n_trials=4", "algo.clip_range=choice(0.2,-1.0)",
-                     *SMALL, f"hydra.sweep.dir={sweep_dir}")
+    result = run_cli_in_process("-m", "+sweep=ppo_optuna", "hydra.sweeper.n_trials=4", "algo.clip_range=choice(0.2,-1.0)",
+                                *SMALL, f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-2000:]  # a failed trial does not end the study
 
     jobs = job_dirs(sweep_dir)
@@ -205,7 +216,7 @@ def test_optuna_search_maximises_the_final_eval_return(tmp_path):
     best = [job for job in finished if summary(job)["eval_return_mean"] == best_return]
     assert any(all(math.isclose(float(overrides(job)[k]), float(v)) for k, v in results["best_params"].items()) for job in best)
 
-    report = make_report(sweep_dir)
+    report = make_report_in_process(sweep_dir)
     assert report.returncode == 0, report.stderr
     md = (sweep_dir / "report.md").read_text()
     assert f"Best value: {best_return}" in md and "algo.learning_rate=" in md.split("## Optuna search")[1]
