@@ -1,8 +1,8 @@
 """The command line as a user types it: bad input fails in one line, good input runs.
 
-The bad overrides not in FRESH_PROCESS run the command's main() in this process
-(conftest.run_cli_in_process: the same code from main() on, without the interpreter's start-up);
-those in it, and the other tests here, start the command as a user does."""
+The bad overrides not in FRESH_PROCESS and the CUDA message run the command's main() in this
+process (conftest.run_cli_in_process: the same code from main() on, without the interpreter's
+start-up); the overrides in it and the traceback on request start the command as a user does."""
 
 import pytest
 import torch
@@ -46,7 +46,7 @@ def test_bad_override_fails_in_one_line(override, named, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
 def test_cuda_requested_without_gpu(tmp_path):
-    result = run_cli("device=cuda", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    result = run_cli_in_process("device=cuda", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("rlexp-train: error: device:")
 

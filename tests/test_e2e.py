@@ -1,4 +1,7 @@
-"""End to end through the CLI: PPO solves CartPole, a run leaves its files, a sweep runs."""
+"""End to end through the CLI: PPO solves CartPole, a run leaves its files, a sweep runs.
+
+The default run starts the command as a user does; the shorter runs and the sweep run its main()
+in this process (conftest.run_cli_in_process), but for the async vectorization."""
 
 import json
 
@@ -40,7 +43,7 @@ def test_checkpoint_loads_safely_and_holds_the_trained_policy(tmp_path):
 
 def test_multirun_basic_launcher_one_directory_per_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_cli(
+    result = run_cli_in_process(  # the command's main() in this process: the basic launcher runs the jobs here too
         "-m", "seed=0,1", "algo.clip_range=0.1,0.2", "total_steps=2048", "eval.episodes=2", "progress=false",
         "logger=none", f"hydra.sweep.dir={sweep_dir}",
     )

@@ -1,14 +1,14 @@
 """Runs saved before the package layout change name the old ``_target_`` paths in their
 saved config (.hydra/config.yaml, which resume composes from) and in their checkpoints'
-config (which rlexp-eval builds from). Both must still work."""
+config (which rlexp-eval builds from). Both must still work.
 
-import subprocess
-import sys
+rlexp-train and rlexp-eval run their main() in this process (conftest.run_cli_in_process: the
+same code from main() on; the old targets are mapped by name, rlexp.builders.MOVED_TARGETS)."""
 
 import torch
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import run_cli_in_process
 
 OLD, NEW = "rlexp.policies.ActorCritic", "rlexp.networks.ActorCritic"
 #: the logger's target before rlexp/run/ existed
@@ -16,7 +16,7 @@ OLD_LOGGER, NEW_LOGGER = "rlexp.logger.TensorBoardLogger", "rlexp.run.logger.Ten
 
 
 def rlexp_eval(*args):
-    return subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_cli_in_process(*map(str, args), module="rlexp.cli.evaluate")
 
 
 def as_saved_before_the_move(run_dir):
@@ -41,7 +41,7 @@ def as_old(cfg: dict) -> None:
 
 def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("total_steps=2048", "progress=false", "eval.episodes=3", f"hydra.run.dir={run_dir}")
+    result = run_cli_in_process("total_steps=2048", "progress=false", "eval.episodes=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     before = rlexp_eval(run_dir, "episodes=3")
     assert before.returncode == 0, before.stderr
@@ -51,7 +51,7 @@ def test_a_run_saved_with_old_targets_evaluates_and_resumes(tmp_path):
     assert after.returncode == 0, after.stderr
     assert after.stdout.split(" (")[0] == before.stdout.split(" (")[0]  # the same return, from the same weights
 
-    resumed = run_cli(f"resume={run_dir}", "total_steps=4096", "progress=false")
+    resumed = run_cli_in_process(f"resume={run_dir}", "total_steps=4096", "progress=false")
     assert resumed.returncode == 0, resumed.stderr
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] == 4096

@@ -64,7 +64,7 @@ def rlexp_eval_in_process(*args):
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_eval_help_prints_the_usage_once_and_exits_0(flag):
-    result = rlexp_eval(flag)
+    result = rlexp_eval(flag) if flag == "--help" else rlexp_eval_in_process(flag)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("usage: rlexp-eval <run dir or checkpoint.pt>")
@@ -77,7 +77,7 @@ def test_eval_help_prints_the_usage_once_and_exits_0(flag):
     (("episodes=3",), "rlexp-eval: error: the first argument is the run directory (or checkpoint.pt) to evaluate, got 'episodes=3'"),
 ])
 def test_eval_without_a_run_prints_the_usage_and_one_error_line(args, message):
-    result = rlexp_eval(*args)
+    result = rlexp_eval(*args) if not args else rlexp_eval_in_process(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0], message], result.stderr
