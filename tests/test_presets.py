@@ -39,8 +39,16 @@ def rollout_overrides(cfg) -> list[str]:
     return overrides
 
 
+#: covered in the default suite by a test that asserts more of the same run: -m slow here
+COVERED_ELSEWHERE = {
+    # tests/test_atari.py::test_ppo_atari_one_update: the preset for 1,024 steps (one update) and
+    # one evaluation game of Pong, its summary and the CNN it builds
+    "ppo_atari",
+}
+
+
 @pytest.mark.filterwarnings("ignore:builtin type .* has no __module__:DeprecationWarning")  # Box2D's SWIG types
-@pytest.mark.parametrize("preset", group_options("hparams"))
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p in COVERED_ELSEWHERE else p for p in group_options("hparams")])
 def test_preset_trains_from_the_cli(compose_cfg, preset, tmp_path):
     cfg = compose_cfg(f"hparams={preset}")
     try:
