@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlexp
-from conftest import ROOT, run_cli, run_cli_in_process
+from conftest import ROOT, run_cli_in_process
 from rlexp.errors import ConfigError
 
 
@@ -27,8 +27,7 @@ def pendulum_run(tmp_path_factory):
 def test_evaluate_gives_the_return_rlexp_eval_measures(pendulum_run):
     agent = rlexp.load(pendulum_run)
     returns = agent.evaluate(episodes=3, seed=5)
-    cli = subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", str(pendulum_run), "episodes=3", "seed=5"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    cli = run_cli_in_process(str(pendulum_run), "episodes=3", "seed=5", module="rlexp.cli.evaluate")  # rlexp-eval's main()
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.startswith(f"Pendulum-v1: return {returns.mean():.2f} +/- {returns.std():.2f} over 3 deterministic episodes")
 

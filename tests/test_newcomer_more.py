@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_cli_in_process
 
 # the cheapest Atari run that trains, evaluates and checkpoints: 2 games x 128 steps, one update
 ATARI_TINY = ["hparams=ppo_atari", "env.num_envs=2", "algo.n_steps=128", "algo.batch_size=128", "algo.n_epochs=1",
@@ -91,7 +91,8 @@ def test_readme_shared_torso_example_keeps_its_torso_responsive(tmp_path):
     near -100 (-1/(1-gamma)); with raw rewards the critic drives the shared tanh torso into
     saturation within a few updates (the features stop depending on the observation, and the
     policy stays uniform: -500 at every evaluation). The example scales the rewards. Checked
-    on the torso after 10k steps of the README's own command line."""
+    on the torso after 10k steps of the README's own command line (its main() in this process:
+    conftest.run_cli_in_process)."""
     torch = pytest.importorskip("torch")
     import gymnasium as gym
     import numpy as np
@@ -102,8 +103,8 @@ def test_readme_shared_torso_example_keeps_its_torso_responsive(tmp_path):
     line = next(x for x in readme.splitlines() if x.startswith("rlexp-train env=acrobot network=shared_mlp"))
     args = line.split("#")[0].split()[1:]
     run_dir = tmp_path / "run"
-    result = run_cli(*args, "total_steps=10240", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=1",
-                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_cli_in_process(*args, "total_steps=10240", "logger=none", "progress=false", "eval.every_steps=0", "eval.episodes=1",
+                                f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     env, observations = gym.make("Acrobot-v1"), []
     obs, _ = env.reset(seed=0)

@@ -243,11 +243,8 @@ def test_recurrent_run_checkpoints_resumes_and_evaluates(tmp_path):
     _, stateless_actions = play_with_predict(agent, seed=5, episodes=3, carry=False)
     assert carried_actions != stateless_actions, "the test's policy does not depend on its state"
     np.testing.assert_array_equal(agent.evaluate(episodes=3, seed=5), carried)
-    # rlexp-eval plays the same episodes with a state per eval env: the same return
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-m", "rlexp.cli.evaluate", str(run), "episodes=3", "seed=5"], capture_output=True, text=True, timeout=300)
+    # rlexp-eval plays the same episodes with a state per eval env: the same return (its main() in this process)
+    out = run_cli_in_process(str(run), "episodes=3", "seed=5", module="rlexp.cli.evaluate")
     assert out.returncode == 0, out.stderr
     assert f"return {returns.mean():.2f} +/- {returns.std():.2f} over 3 deterministic episodes" in out.stdout
     # predict carries the state it is given, as SB3's recurrent predict
