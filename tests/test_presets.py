@@ -39,6 +39,13 @@ def rollout_overrides(cfg) -> list[str]:
     return overrides
 
 
+def evaluation_overrides(cfg) -> list[str]:
+    """An Atari game lasts hundreds of steps of the CNN (an untrained Pong game ~800, ~5 s here):
+    games stop at 200 steps (env.max_episode_steps, as test_newcomer_more.py's cheapest Atari run),
+    so the evaluation plays one short game; the training rollouts are shorter than that anyway."""
+    return ["env.max_episode_steps=200"] if str(cfg.env.id).startswith("ALE/") else []
+
+
 #: covered in the default suite by a test that asserts more of the same run: -m slow here
 COVERED_ELSEWHERE = {
     # tests/test_atari.py::test_ppo_atari_one_update: the preset for 1,024 steps (one update) and
@@ -58,7 +65,7 @@ def test_preset_trains_from_the_cli(compose_cfg, preset, tmp_path):
         pytest.skip(f"{preset}: {cfg.env.id} needs an optional dependency that is not installed ({e})")
     run = run_cli if preset == FRESH_PROCESS_PRESET else run_cli_in_process
     result = run(
-        f"hparams={preset}", f"total_steps={BUDGET}", *rollout_overrides(cfg), "eval.episodes=1",
+        f"hparams={preset}", f"total_steps={BUDGET}", *rollout_overrides(cfg), *evaluation_overrides(cfg), "eval.episodes=1",
         "logger=none", "progress=false", f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
