@@ -31,6 +31,18 @@ def opt_in_to_slow(request):
         pytest.skip("learning test: opt in with -m slow")
 
 
+@pytest.fixture(autouse=True)
+def opt_in_to_ray(request):
+    """Tests marked ``ray`` start a Ray instance of their own: as pyproject.toml's marker says, they
+    run only when the ``-m`` expression names ray (``-m ray``, ``-m "slow or ray"``) and are skipped
+    otherwise, ``-m "not slow"`` included (test_sweeps.py's Ray tests also say so themselves)."""
+    if request.node.get_closest_marker("ray") is None:
+        return
+    expression = request.config.getoption("-m") or ""
+    if "ray" not in expression or "not ray" in expression:
+        pytest.skip("starts a Ray instance: opt in with -m ray")
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 

@@ -1,8 +1,9 @@
 """conftest.py's ``opt_in_to_slow``: slow tests run whenever a ``-m`` expression selects them and
-are skipped when no ``-m`` is given; ``-m "not slow"`` deselects them.
+are skipped when no ``-m`` is given; ``-m "not slow"`` deselects them. Its ``opt_in_to_ray``: Ray
+tests run only when the expression names ray.
 
-Each case runs pytest in a fresh process on a throwaway project whose conftest takes the fixture
-from tests/conftest.py, with one slow and one ordinary test.
+Each case runs pytest in a fresh process on a throwaway project whose conftest takes the fixtures
+from tests/conftest.py, with one slow, one Ray and one ordinary test.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _spec = importlib.util.spec_from_file_location("rlexp_tests_conftest", {str(TEST
 _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
 opt_in_to_slow = _module.opt_in_to_slow
+opt_in_to_ray = _module.opt_in_to_ray
 """
 
 PROBES = """
@@ -30,6 +32,11 @@ import pytest
 
 @pytest.mark.slow
 def test_slow_probe():
+    pass
+
+
+@pytest.mark.ray
+def test_ray_probe():
     pass
 
 
@@ -43,7 +50,7 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("slow_opt_in")
     (root / "conftest.py").write_text(CONFTEST)
     (root / "test_probes.py").write_text(PROBES)
-    (root / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: long test\n")
+    (root / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: long test\n    ray: starts Ray\n")
     return root
 
 
@@ -61,11 +68,12 @@ def outcomes(project: Path, *args: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("args, expected", [
-    ((), {"test_slow_probe": "SKIPPED", "test_quick_probe": "PASSED"}),
+    ((), {"test_slow_probe": "SKIPPED", "test_ray_probe": "SKIPPED", "test_quick_probe": "PASSED"}),
     (("-m", "slow"), {"test_slow_probe": "PASSED"}),
-    (("-m", "slow or not slow"), {"test_slow_probe": "PASSED", "test_quick_probe": "PASSED"}),
-    (("-m", "not slow"), {"test_quick_probe": "PASSED"}),
+    (("-m", "slow or not slow"), {"test_slow_probe": "PASSED", "test_ray_probe": "SKIPPED", "test_quick_probe": "PASSED"}),
+    (("-m", "not slow"), {"test_ray_probe": "SKIPPED", "test_quick_probe": "PASSED"}),
     (("-m", "not (not slow)"), {"test_slow_probe": "PASSED"}),
+    (("-m", "ray"), {"test_ray_probe": "PASSED"}),
 ])
 def test_slow_tests_run_when_the_marker_expression_selects_them(project, args, expected):
     assert outcomes(project, *args) == expected
