@@ -46,7 +46,9 @@ VIDEO_OK = importlib.util.find_spec("moviepy") is not None and importlib.util.fi
 
 @pytest.mark.skipif(not VIDEO_OK, reason="video needs the 'video' extra (pygame + moviepy) for rendering and MP4 encoding")
 def test_eval_writes_video(trained):
-    result = rlexp_eval(trained / "checkpoints" / "last.pt", "episodes=2", "video=true", "video_episodes=2")
+    # the trained policy balances for 500 steps: episodes cut at 50 steps (an env setting for this
+    # evaluation, test_eval_changes_env_settings_for_this_evaluation_only) keep the rendering short
+    result = rlexp_eval(trained / "checkpoints" / "last.pt", "episodes=2", "video=true", "video_episodes=2", "env.max_episode_steps=50")
     assert result.returncode == 0, result.stderr
     videos = sorted((trained / "videos").glob("*.mp4"))
     assert len(videos) == 2
