@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 
 
 # -- MultiDiscrete actions ----------------------------------------------------------------------
@@ -153,7 +153,8 @@ def test_frozenlake_preset_reaches_the_goal_every_time(compose_cfg, tmp_path):
     optimum = frozenlake_success(make_kwargs)
     assert optimum > 0
 
-    result = run_cli("hparams=ppo_frozenlake", "seed=0", "logger=none", "progress=false", f"hydra.run.dir={tmp_path}", timeout=120)
+    # the command line's main() in this process (conftest.run_cli_in_process)
+    result = run_cli_in_process("hparams=ppo_frozenlake", "seed=0", "logger=none", "progress=false", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] >= cfg.total_steps
