@@ -77,7 +77,10 @@ def test_stop_and_resume(tmp_path, sig, at_step):
         assert summary["status"] == "interrupted"
         assert summary["steps"] == state["global_step"] < TOTAL
 
-    result = run_cli_in_process(f"resume={run_dir}", "progress=false")  # rlexp-train's main() in this process
+    # a command of its own, as a user's: a resume in this process within the second the stopped run
+    # started would name its event file with the same time and a smaller pid, and TensorBoard reads
+    # the files in name order
+    result = run_cli(f"resume={run_dir}", "progress=false")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == TOTAL
