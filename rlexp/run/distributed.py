@@ -200,6 +200,14 @@ class DataParallel:
             raise self.lost(what, error) from None
         return tensor
 
+    def finish_together(self) -> None:
+        """Wait until every rank has finished the run (rank 0: its last evaluation, checkpoint and
+        summary), so that no rank tears its process group down while another still uses it."""
+        try:
+            self.dist.barrier()
+        except Exception as error:  # noqa: BLE001 - a peer gone at the very end: the run's records are written
+            log.warning("%s", self.lost("the end-of-run barrier", error))
+
     def lost(self, what: str, error: BaseException) -> RankLost:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return RankLost(f"rank {self.rank} lost contact with the other ranks ({what}: {first[:160]}) at step {self.step}: "

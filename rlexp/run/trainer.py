@@ -219,11 +219,14 @@ class Trainer:
         status = "interrupted" if self.interrupted and self.updates < n_updates else self.callbacks.stop_status
         if not self.is_main:  # rank 0 evaluates, saves and writes the summary
             self.close()
+            self.data_parallel.finish_together()
             return {"status": status, "steps": self.global_step, "updates": self.updates, "rank": self.world.rank}
         if status != "interrupted" and (not self.eval_history or self.eval_history[-1][0] != self.global_step):
             self.evaluate_and_log()
         self.save("last.pt")
         summary = self.finish(status)
+        if self.data_parallel is not None:
+            self.data_parallel.finish_together()
         if status == "interrupted":
             log.warning("stopped by %s at step %d; checkpoints/last.pt saved", self.stop.name, self.global_step)
         else:
