@@ -112,6 +112,24 @@ class AtariEnvSchema(EnvSchema):
 
 
 @dataclass
+class PettingZooEnvSchema(EnvSchema):
+    """env=pettingzoo (rlexp.envs.multiagent.PettingZooSpec): PettingZoo games, one row per agent or per learner seat."""
+
+    api: str = "auto"  # auto | parallel | aec
+    agent_id_input: bool = True
+    opponent: str = "random"  # turn-based games: random | package.module:function
+
+
+@dataclass
+class SelfPlaySchema:
+    snapshot_every: int = 10
+    pool_size: int = 8
+    latest_share: float = 0.5
+    opponents: List[str] = field(default_factory=lambda: ["pool"])
+    elo_k: float = 16.0
+
+
+@dataclass
 class CnnSchema:
     channels: Optional[List[int]] = None
     kernels: Optional[List[int]] = None
@@ -217,6 +235,7 @@ class RunSchema:
     eval: EvalSchema = field(default_factory=EvalSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     distributed: DistributedSchema = field(default_factory=DistributedSchema)
+    selfplay: SelfPlaySchema = field(default_factory=SelfPlaySchema)
     algo: Any = MISSING
     env: Any = MISSING
     network: Any = MISSING
@@ -233,7 +252,7 @@ GROUP_SCHEMAS = {
         "reinforce_baseline": ReinforceBaselineSchema,
         "common": AlgoSchema,
     },
-    "env": {"env": EnvSchema, "atari": AtariEnvSchema},
+    "env": {"env": EnvSchema, "atari": AtariEnvSchema, "pettingzoo": PettingZooEnvSchema},
     "network": {"mlp": NetworkSchema},
     "logger": {"tensorboard": TensorBoardLoggerSchema, "mlflow": MLflowLoggerSchema, "wandb": WandbLoggerSchema},
     "diagnostics": {"diagnostics": DiagnosticsSchema},

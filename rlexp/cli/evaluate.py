@@ -16,7 +16,7 @@ from rlexp.run.episodes import load_trained, play_episodes, run_evaluates_determ
 
 
 USAGE = ("usage: rlexp-eval <run dir or checkpoint.pt> [episodes=10] [deterministic=true|false] [video=false] [video_episodes=1] "
-         "[checkpoint=last|best] [seed=0] [device=cpu] [env.<key>=<value> ...]")
+         "[checkpoint=last|best] [seed=0] [device=cpu] [opponent=...] [env.<key>=<value> ...]")
 
 HELP = f"""{USAGE}
 
@@ -33,6 +33,7 @@ arguments:
   seed=N                      the first episode's seed (default 0)
   device=cpu|cuda|cuda:N      where the policy runs (default cpu)
   env.<key>=<value>           the run's env config changed for this evaluation only
+  opponent=random|pkg.mod:fn  turn-based games: who plays the other seat (env.opponent); prints win, draw, loss
   -h, --help                  show this help and exit"""
 
 
@@ -63,6 +64,8 @@ def parse_args(argv: list[str]) -> tuple[Path, EvalArgs]:
         raise UsageError("the run directory (or checkpoint.pt) to evaluate is required")
     if "=" in argv[0] or argv[0].startswith("-"):
         raise UsageError(f"the first argument is the run directory (or checkpoint.pt) to evaluate, got {argv[0]!r}")
+    # opponent=...: the turn-based game's opponent (env.opponent) for this evaluation
+    argv = [argv[0], *("env." + arg if arg.startswith("opponent=") else arg for arg in argv[1:])]
     env_overrides = tuple(arg for arg in argv[1:] if arg.startswith("env."))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist([arg for arg in argv[1:] if not arg.startswith("env.")]))
@@ -101,7 +104,8 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
 def main(argv: list[str] | None = None) -> None:
     import sys
 
-    from rlexp.builders import resolve_device
+    from rlexp.builders import build, resolve_device
+    from rlexp.run.info_metrics import InfoMetrics
     from rlexp.run.checkpoint import checkpoint_path
 
     argv = sys.argv[1:] if argv is None else argv
@@ -116,11 +120,14 @@ def main(argv: list[str] | None = None) -> None:
         policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
         if args.deterministic is None:
             args.deterministic = run_evaluates_deterministically(cfg)
-        returns = play_episodes(policy, env, args.episodes, device, args.deterministic, seed=args.seed)
+        # the env's info values at episode ends: win/draw/loss of a turn-based game, each agent's return
+        metrics = InfoMetrics(getattr(build("env", cfg.env), "info_reductions", {}))
+        returns = play_episodes(policy, env, env.num_envs, device, args.deterministic, seed=args.seed, info_metrics=metrics)
         env.close()
         kind = "deterministic" if args.deterministic else "stochastic"
         changed = f", with {' '.join(args.env)}" if args.env else ""
-        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {args.episodes} {kind} episodes ({path}{changed})")
+        extra = "".join(f"; {key.partition('/')[2]} {value:.3f}" for key, value in metrics.pop("eval").items())
+        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {len(returns)} {kind} episodes ({path}{changed}){extra}")
         if args.video:
             run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
             for video in record_videos(path, args, device, run_dir / "videos"):

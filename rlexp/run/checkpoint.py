@@ -104,6 +104,7 @@ def run_state(trainer: Any) -> dict[str, Any]:
         "diagnostics": trainer.warning_signs.state(), **normalization_state(trainer.env), "rng": rng_state(),
         "spaces": spaces_signature(trainer.env), "config": OmegaConf.to_container(trainer.cfg, resolve=True),
         "world_size": getattr(trainer, "world_size", 1),
+        **({"selfplay": trainer.selfplay.state_dict()} if getattr(trainer, "selfplay", None) is not None else {}),
     }
 
 
@@ -133,6 +134,8 @@ def restore_run_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.warning_signs.load(state.get("diagnostics"), fired=state.get("diagnostics_fired"), progress=trainer.updates / trainer.n_updates)
     load_normalization_state(trainer.env, state)
     restore_rng_state(state["rng"])
+    if getattr(trainer, "selfplay", None) is not None and "selfplay" in state:  # the same past selves to play
+        trainer.selfplay.load_state_dict(state["selfplay"])
 
 
 def spaces_signature(env: Any) -> str:

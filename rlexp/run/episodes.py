@@ -95,7 +95,8 @@ class Evaluator:
         policy = self.policy_on_eval_device()
         policy.eval()
         try:
-            return play_episodes(policy, self.env, self.episodes, self.eval_device, self.deterministic, seed=self.seed,
+            # one episode per row: a game of several agents plays one per agent
+            return play_episodes(policy, self.env, self.env.num_envs, self.eval_device, self.deterministic, seed=self.seed,
                                  info_metrics=self.info_metrics)
         finally:
             self.policy.train()

@@ -39,6 +39,7 @@ from rlexp.run import distributed
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
 from rlexp.run.info_metrics import InfoMetrics
+from rlexp.run.selfplay import SelfPlay
 from rlexp.run.logger import NullLogger, make_logger, write_json_atomic
 from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
@@ -85,12 +86,20 @@ class Trainer:
         user_callbacks = [*(build("callbacks", node) for node in configured), *callbacks]
 
         self.env_spec: EnvSpec = build("env", cfg.env)
+        #: turn-based games: the pool of past selves the learner plays against (rlexp.run.selfplay)
+        self.selfplay: Optional[SelfPlay] = None
+        if getattr(self.env_spec, "kind", None) == "aec":
+            sp = cfg.selfplay
+            self.selfplay = SelfPlay(float(sp.latest_share), list(sp.opponents), int(sp.snapshot_every), int(sp.pool_size), float(sp.elo_k), seed=cfg.seed)
+            self.env_spec.opponents, self.env_spec.eval_opponents = self.selfplay, self.env_spec.fixed_opponent()
         try:  # the env's reward normalisation discounts with the algorithm's gamma
             self.env = self.env_spec.make(training=True, gamma=float(cfg.algo.gamma), device=self.device)
         except ConfigError as e:
             raise e.under("env") from None
         self.policy = build("network", cfg.network, observation_space=self.env.single_observation_space,
                             action_space=self.env.single_action_space).to(self.device)
+        if self.selfplay is not None:
+            self.selfplay.attach(self.policy, self.env.single_observation_space, self.device)
         if getattr(self.policy, "precision", "fp32") == "bf16" and not native_bf16(self.device):
             log.warning("network.precision=bf16: %s has no bfloat16 units, so autocast emulates them and runs "
                         "slower than float32 (network.precision=fp32)", self.device)
@@ -272,6 +281,9 @@ class Trainer:
             raise TrainingError(f"{error} in the update ending at step {self.global_step}") from None
         self.check_finite_parameters()
         self.updates += 1
+        if self.selfplay is not None:  # the opponents of the next rollout
+            self.selfplay.after_update(self.updates)
+            metrics.update(self.selfplay.metrics())
         if dp is not None:  # one policy on every rank, bit for bit, or the run stops here
             metrics["distributed/param_checksum"] = float(dp.check_same_parameters(self.policy, self.updates) % 2**24)
         self.train_time = self.clock.train_time()
