@@ -148,3 +148,41 @@ class Nim(AECEnv):
             self.terminations = {a: True for a in self.agents}
         self._accumulate_rewards()
         self.agent_selection = other
+
+
+class LateJoiner(ParallelEnv):
+    """``early`` plays steps 0-3 (reward 1 each); ``late`` is not in the game at reset, joins with
+    the observation step 1 returns, plays steps 2-3 (reward 10 each); both end after step 3."""
+
+    metadata = {"name": "late_joiner_toy", "render_modes": []}
+
+    def __init__(self):
+        self.possible_agents = ["early", "late"]
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+    def obs(self):
+        return {a: np.array([self.t / 4, float(a == "late")], np.float32) for a in self.agents}
+
+    def reset(self, seed=None, options=None):
+        self.agents, self.t = ["early"], 0
+        return self.obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        assert set(actions) == set(self.agents), f"actions for {sorted(actions)} while {sorted(self.agents)} play"
+        rewards = {a: (10.0 if a == "late" else 1.0) for a in self.agents}
+        self.t += 1
+        if self.t == 2:
+            self.agents = ["early", "late"]
+        done = self.t >= 4
+        obs = self.obs()
+        terms = {a: done for a in self.agents}
+        truncs = {a: False for a in self.agents}
+        infos = {a: {} for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos

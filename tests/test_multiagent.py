@@ -73,6 +73,21 @@ def test_an_agent_that_leaves_is_out_of_the_loss_until_the_game_restarts(tmp_pat
         trainer.close()
 
 
+def test_an_agent_that_joins_late_plays_from_the_step_after_it_arrives(tmp_path):
+    # the late agent is absent at reset, arrives with step 1's observation and plays steps 2-3;
+    # step 4 is the game's reset
+    trainer = rollout_of(tmp_path, "env.id=ma_toys:LateJoiner", "env.num_envs=1", "env.agent_id_input=false",
+                         "algo.n_steps=10", "algo.batch_size=10", "total_steps=20")
+    try:
+        valid = trainer.rollout.valid_env.cpu().numpy().astype(int)
+        assert valid[:, 0].tolist() == [1, 1, 1, 1, 0] * 2
+        assert valid[:, 1].tolist() == [0, 0, 1, 1, 0] * 2
+        rewards = trainer.rollout.rewards_env.cpu().numpy()
+        assert rewards[:, 1][valid[:, 1] == 1].tolist() == [10] * 4
+    finally:
+        trainer.close()
+
+
 def test_per_agent_and_team_returns_reach_the_records(tmp_path):
     result = rlexp.train(["env=pettingzoo", "env.id=ma_toys:EarlyLeaver", "env.num_envs=2", "total_steps=512",
                           "algo.n_steps=32", "algo.batch_size=64", "eval.every_steps=512", "eval.episodes=2", *QUIET],

@@ -180,7 +180,8 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
         self.terminated_at_reset = np.zeros(self.num_envs, dtype=bool)
         for c in range(self.copies):
             self.reset_game(c, None if seed is None else seed + c, self.terminated_at_reset)
-        return self.observations(), {}
+        # agents not in the game yet: their rows wait (the collector stores them invalid)
+        return self.observations(), ({"_waiting": self.terminated_at_reset.copy()} if self.terminated_at_reset.any() else {})
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)

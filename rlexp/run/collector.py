@@ -47,10 +47,12 @@ class Stepper:
     def reset(self, seed: Optional[int]) -> None:
         """Fresh episodes in every sub-env, and the policy's initial state (on resume too: the
         envs' own state is not checkpointed)."""
-        self.obs, _ = self.env.reset(seed=seed)
+        self.obs, info = self.env.reset(seed=seed)
         n = self.env.num_envs
         # torch-native envs report on their device; gymnasium's in numpy
         self.ended = torch.zeros(n, dtype=torch.bool, device=self.device) if self.to_env.native else np.zeros(n, dtype=bool)
+        if "_waiting" in info:  # rows with nothing to play yet (an agent not in the game): invalid until they start
+            self.ended = np.asarray(info["_waiting"], dtype=bool).copy()
         self.starts = ~self.ended
         self.state = self.policy.initial_state(n, self.device)
 
