@@ -117,6 +117,7 @@ class PettingZooEnvSchema(EnvSchema):
 
     api: str = "auto"  # auto | parallel | aec
     agent_id_input: bool = True
+    critic_input: str = "own"  # own | global_state
     opponent: str = "random"  # turn-based games: random | package.module:function
 
 

@@ -99,6 +99,33 @@ def test_per_agent_and_team_returns_reach_the_records(tmp_path):
     assert flat["eval/return/leaver"] == 20.0
 
 
+def test_a_centralised_critic_reads_the_global_state_and_the_actor_does_not():
+    pytest.importorskip("mpe2")
+    from rlexp.builders import build
+
+    spec = PettingZooSpec(id="mpe2.simple_spread_v3", num_envs=2, critic_input="global_state",
+                          make_kwargs={"N": 3, "max_cycles": 25, "continuous_actions": False})
+    env = spec.make()
+    try:
+        space = env.single_observation_space
+        assert space["observation"].shape == (18,) and space["agent_id"].shape == (3,) and space["state"].shape == (54,)
+        obs, _ = env.reset(seed=0)
+        # every row of a game carries that game's state: its three agents' observations side by side
+        assert np.array_equal(obs["state"][0], np.concatenate([obs["observation"][i] for i in range(3)]))
+        assert np.array_equal(obs["state"][1], obs["state"][2]) and not np.array_equal(obs["state"][2], obs["state"][3])
+        cfg = compose_config(["env=simple_spread"])
+        policy = build("network", cfg.network, observation_space=space, action_space=env.single_action_space)
+        batch = {k: torch.as_tensor(v) for k, v in obs.items()}
+        moved = dict(batch, state=batch["state"] + torch.randn_like(batch["state"]))
+        with torch.no_grad():
+            assert torch.equal(policy.distribution(batch).logits, policy.distribution(moved).logits)
+            empty = policy.initial_state(6)
+            starts = torch.ones(6, dtype=torch.bool)
+            assert not torch.allclose(policy.value(batch, empty, starts), policy.value(moved, empty, starts))
+    finally:
+        env.close()
+
+
 def nim_env(num_envs=2, opponent="random"):
     spec = PettingZooSpec(id="ma_toys:Nim", num_envs=num_envs, opponent=opponent)
     env = spec.make(training=False)

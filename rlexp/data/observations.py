@@ -19,6 +19,10 @@ Tree = Union[torch.Tensor, dict, tuple]
 
 #: the Dict observation entry an action mask travels in (PettingZoo's name; rlexp.envs.masks writes it)
 MASK_KEY = "action_mask"
+#: the Dict observation entry a centralised critic reads and the actor does not (the game's global
+#: state, rlexp.envs.multiagent's env.critic_input=global_state), and the agent's one-hot index beside it
+STATE_KEY = "state"
+AGENT_ID_KEY = "agent_id"
 
 
 def is_mask_space(space: gym.Space) -> bool:

@@ -40,7 +40,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import vector as vw
 
-from rlexp.data.observations import MASK_KEY
+from rlexp.data.observations import AGENT_ID_KEY as ID_KEY
+from rlexp.data.observations import MASK_KEY, STATE_KEY
 from rlexp.envs.factory import EnvSpec, info_metric_reductions
 from rlexp.envs.masks import ActionMasks
 from rlexp.errors import ConfigError, require
@@ -48,7 +49,7 @@ from rlexp.errors import ConfigError, require
 log = logging.getLogger("rlexp")
 
 APIS = ("auto", "parallel", "aec")
-ID_KEY = "agent_id"
+CRITIC_INPUTS = ("own", "global_state")
 
 
 # -- building one game ----------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, make_one: Callable[[], Any], copies: int, game_id: str, agent_id_input: bool):
+    def __init__(self, make_one: Callable[[], Any], copies: int, game_id: str, agent_id_input: bool, global_state: bool = False):
         self.games = [make_one() for _ in range(copies)]
         self.game_id = game_id
         self.agents: list[str] = list(self.games[0].possible_agents)
@@ -132,6 +133,16 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = equal_spaces(self.games[0], self.agents, "action_space", game_id)
         self.agent_id_input = agent_id_input
         self.single_observation_space = with_agent_id(self.agent_space, self.n_agents) if agent_id_input else self.agent_space
+        #: a centralised critic's input: the game's global state (env.state()) as a Dict entry of every row
+        self.global_state = global_state
+        if global_state:
+            state_space = getattr(self.games[0], "state_space", None)
+            require(isinstance(state_space, gym.spaces.Box), "critic_input", f"global_state: {game_id} has no state_space "
+                                                                             f"(env.state()) to give the critic; use own")
+            entries = dict(self.single_observation_space.spaces) if isinstance(self.single_observation_space, gym.spaces.Dict) \
+                else {"observation": self.agent_space, **({ID_KEY: gym.spaces.Box(0, 1, (self.n_agents,), dtype=np.float32)} if agent_id_input else {})}
+            entries[STATE_KEY] = state_space
+            self.single_observation_space = gym.spaces.Dict(entries)
         self.copies = copies
         self.num_envs = copies * self.n_agents
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
@@ -156,6 +167,12 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
 
     def observations(self) -> Any:
         obs = {k: v.copy() for k, v in self.obs.items()} if isinstance(self.obs, dict) else self.obs.copy()
+        if self.global_state:
+            out = obs if isinstance(obs, dict) else {"observation": obs}
+            if self.agent_id_input:
+                out[ID_KEY] = self.ids.copy()
+            out[STATE_KEY] = np.repeat(self.state(), self.n_agents, axis=0)
+            return out
         if not self.agent_id_input:
             return obs
         if isinstance(self.single_observation_space, gym.spaces.Box):
@@ -413,12 +430,14 @@ class PettingZooSpec(EnvSpec):
     id: str = "mpe2.simple_spread_v3"
     api: str = "auto"  # auto | parallel | aec
     agent_id_input: bool = True  # parallel games: the agent's index as a one-hot input
+    critic_input: str = "own"  # parallel games: own (the critic sees what the actor sees) | global_state (MAPPO's env.state())
     opponent: str = "random"  # turn-based games without self-play, and evaluation: random | package.module:function
 
     def __post_init__(self) -> None:
         self.make_kwargs = dict(self.make_kwargs)
         require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
         require(self.api in APIS, "api", f"must be one of {', '.join(APIS)}, got {self.api!r}")
+        require(self.critic_input in CRITIC_INPUTS, "critic_input", f"must be one of {', '.join(CRITIC_INPUTS)}, got {self.critic_input!r}")
         require(self.backend == "gymnasium", "backend", f"PettingZoo games step in Python on the CPU; use backend=gymnasium, got {self.backend!r}")
         require(self.vectorization == "sync", "vectorization", "PettingZoo games are stepped in this process; use sync")
         for key in ("mask_velocity", "obs_keys"):
@@ -432,9 +451,11 @@ class PettingZooSpec(EnvSpec):
         own = {f"return/{agent}": "mean" for agent in self.agents} if self.kind == "parallel" else {"win": "mean", "draw": "mean", "loss": "mean"}
         if self.kind == "parallel":
             own["return/team"] = "mean"
-            for key in ("opponent",):
-                require(getattr(self, key) == "random", key, "applies to turn-based (AEC) games only")
+            require(self.opponent == "random", "opponent", "applies to turn-based (AEC) games only")
+            require(not (self.normalize_obs and self.critic_input == "global_state"), "normalize_obs",
+                    "applies to Box observations; with critic_input=global_state they are a Dict")
         else:
+            require(self.critic_input == "own", "critic_input", "global_state applies to parallel games")
             require(self.action_mask in ("auto", "obs", "none"), "action_mask", "turn-based games give their mask in the observation: auto, obs or none")
             for key in ("normalize_obs", "normalize_reward", "clip_obs"):
                 require(not getattr(self, key), key, "does not apply to turn-based games (Dict board observations)")
@@ -453,7 +474,8 @@ class PettingZooSpec(EnvSpec):
     def make(self, num_envs: Optional[int] = None, training: bool = True, gamma: float = 0.99, device: Any = "cpu") -> gym.vector.VectorEnv:
         copies = num_envs or self.num_envs
         if self.kind == "parallel":
-            env: gym.vector.VectorEnv = ParallelVectorEnv(self.make_one, copies, self.id, self.agent_id_input)
+            env: gym.vector.VectorEnv = ParallelVectorEnv(self.make_one, copies, self.id, self.agent_id_input,
+                                                         self.critic_input == "global_state")
         else:
             opponents = (self.opponents if training else self.eval_opponents) or self.fixed_opponent()
             env = TurnBasedVectorEnv(self.make_one, copies, self.id, opponents)

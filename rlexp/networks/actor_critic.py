@@ -15,7 +15,7 @@ from rlexp.errors import ConfigError, require
 from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, EntryEncoder, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
 from rlexp.networks.recurrent import CORES, RecurrentCore
-from rlexp.data.observations import MASK_KEY, Tree, is_mask_space, lead_shape, tree_map
+from rlexp.data.observations import AGENT_ID_KEY, MASK_KEY, STATE_KEY, Tree, is_mask_space, lead_shape, tree_map
 
 #: network.precision: float32 throughout, or the encoders and torsos in bfloat16 autocast
 PRECISIONS = ("fp32", "bf16")
@@ -110,12 +110,23 @@ class ActorCritic(nn.Module):
         self.masked = is_mask_space(observation_space)
         if self.masked and isinstance(action_space, gym.spaces.Box):
             raise ConfigError("env.action_mask", f"masks apply to discrete actions; this env's actions are {action_space}: set env.action_mask=none")
-        self.actor_encoder = self._make_encoder(observation_space, encoder, cnn_spec, mask_input)
-        self.critic_encoder = self.actor_encoder if shared else self._make_encoder(observation_space, encoder, cnn_spec, mask_input)
+        #: a centralised critic: V reads the observation's ``state`` entry (and the agent's index), the actor never does
+        self.central = isinstance(observation_space, gym.spaces.Dict) and STATE_KEY in observation_space.spaces
+        if self.central:
+            require(not shared and recurrent is None, "shared" if shared else "recurrent",
+                    "a centralised critic (env.critic_input=global_state) needs separate feed-forward actor and critic: "
+                    "network.shared=false network.recurrent=null")
+            actor_space = gym.spaces.Dict({k: v for k, v in observation_space.spaces.items() if k != STATE_KEY})
+            critic_space = gym.spaces.Dict({k: v for k, v in observation_space.spaces.items() if k in (STATE_KEY, AGENT_ID_KEY)})
+        else:
+            actor_space = critic_space = observation_space
+        self.actor_encoder = self._make_encoder(actor_space, encoder, cnn_spec, mask_input)
+        self.critic_encoder = self.actor_encoder if shared else self._make_encoder(critic_space, encoder, cnn_spec, mask_input)
         # the torso reads the recurrent core's output where there is one
         features = self.actor_encoder.out_features if recurrent is None else recurrent_size
         self.actor_body = mlp(features, hidden_sizes, activation)
-        self.critic_body = self.actor_body if shared else mlp(features, hidden_sizes, activation)
+        critic_features = self.critic_encoder.out_features if recurrent is None else recurrent_size
+        self.critic_body = self.actor_body if shared else mlp(critic_features, hidden_sizes, activation)
         out = hidden_sizes[-1] if hidden_sizes else features
         self.action_head = make_action_head(action_space, out, 0.0 if log_std_init is None else log_std_init, use_sde, sde_sample_freq)
         self.value_head = nn.Linear(out, 1)
