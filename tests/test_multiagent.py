@@ -20,7 +20,7 @@ pytest.importorskip("pettingzoo")
 import rlexp  # noqa: E402
 from rlexp.config import compose_config  # noqa: E402
 from rlexp.data.returns import gae  # noqa: E402
-from rlexp.envs.multiagent import PettingZooSpec, connect_four_lookahead, wins_after  # noqa: E402
+from rlexp.envs.multiagent import PettingZooSpec, connect_four_lookahead, winning_columns  # noqa: E402
 from rlexp.run.checkpoint import load_checkpoint  # noqa: E402
 from rlexp.run.trainer import Trainer  # noqa: E402
 
@@ -181,8 +181,45 @@ def test_the_lookahead_player_wins_when_it_can_and_blocks_when_it_must():
     mask = np.ones((2, 7), np.int8)
     for _ in range(10):
         assert connect_four_lookahead({"observation": board, "action_mask": mask}, rng).tolist() == [3, 6]
-    assert wins_after(board[1, :, :, 1], board[1].any(axis=2), 6)
-    assert not wins_after(board[1, :, :, 1], board[1].any(axis=2), 5)
+    assert winning_columns(board[1:, :, :, 1], board[1:].any(axis=3))[0].tolist() == [False] * 6 + [True]
+
+
+def four_through(pieces, filled, col):
+    """By hand: does a piece dropped in ``col`` make four in a row through it?"""
+    rows = np.flatnonzero(~filled[:, col])
+    if rows.size == 0:
+        return False
+    row = rows.max()
+    board = pieces.copy()
+    board[row, col] = True
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        count = 1
+        for sign in (1, -1):
+            r, c = row + sign * dr, col + sign * dc
+            while 0 <= r < 6 and 0 <= c < 7 and board[r, c]:
+                count, r, c = count + 1, r + sign * dr, c + sign * dc
+        if count >= 4:
+            return True
+    return False
+
+
+def test_the_batched_win_check_agrees_with_a_cell_by_cell_one():
+    rng = np.random.default_rng(0)
+    boards = []
+    while len(boards) < 300:  # positions of legal games that nobody has won yet
+        board = np.zeros((6, 7, 2), bool)
+        for k in range(int(rng.integers(0, 30))):
+            col = int(rng.integers(7))
+            rows = np.flatnonzero(~board.any(axis=2)[:, col])
+            if rows.size and not four_through(board[..., k % 2], board.any(axis=2), col):
+                board[rows.max(), col, k % 2] = True
+        boards.append(board)
+    boards = np.stack(boards)
+    for plane in (0, 1):
+        got = winning_columns(boards[..., plane], boards.any(axis=3))
+        want = [[four_through(b[..., plane], b.any(axis=2), c) for c in range(7)] for b in boards]
+        assert got.tolist() == want
+    assert np.asarray(want).any()  # some positions do have a winning move
 
 
 def test_a_scripted_opponent_plays_in_the_env():

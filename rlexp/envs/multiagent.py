@@ -517,36 +517,33 @@ def load_function(path: str, key: str) -> Callable[..., Any]:
 
 def connect_four_lookahead(obs: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """One-step lookahead for PettingZoo's connect_four: win if a move wins, else block the
-    opponent's winning move, else a random legal move. ``obs["observation"]`` is (N, 6, 7, 2):
-    plane 0 the mover's pieces, plane 1 the opponent's; row 0 is the top."""
-    boards = np.asarray(obs["observation"], dtype=np.int8)
+    opponent's winning move, else a random legal move (ties broken at random). ``obs["observation"]``
+    is (N, 6, 7, 2): plane 0 the mover's pieces, plane 1 the opponent's; row 0 is the top."""
+    boards = np.asarray(obs["observation"]).astype(bool)
     mask = np.asarray(obs[MASK_KEY], dtype=bool)
-    actions = random_legal(obs, rng)
-    for n in range(boards.shape[0]):
-        legal = np.flatnonzero(mask[n])
-        for plane in (0, 1):  # first a win of our own, then the opponent's win to block
-            hit = [col for col in legal if wins_after(boards[n, :, :, plane], boards[n].any(axis=2), col)]
-            if hit:
-                actions[n] = hit[int(rng.integers(len(hit)))]
-                break
+    noise = rng.random(mask.shape)
+    actions = (noise * mask).argmax(axis=1)
+    filled = boards.any(axis=3)  # (N, 6, 7)
+    for plane in (1, 0):  # a win of our own overrides a block
+        hits = winning_columns(boards[..., plane], filled) & mask
+        has = hits.any(axis=1)
+        actions[has] = (noise * hits).argmax(axis=1)[has]
     return actions
 
 
-def wins_after(pieces: np.ndarray, filled: np.ndarray, col: int) -> bool:
-    """Whether dropping a piece of ``pieces``' owner in ``col`` makes four in a row."""
-    rows = np.flatnonzero(~filled[:, col])
-    if rows.size == 0:
-        return False
-    row = int(rows.max())  # the lowest empty cell
-    board = pieces.astype(bool).copy()
-    board[row, col] = True
-    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        count = 1
-        for sign in (1, -1):
-            r, c = row + sign * dr, col + sign * dc
-            while 0 <= r < 6 and 0 <= c < 7 and board[r, c]:
-                count += 1
-                r, c = r + sign * dr, c + sign * dc
-        if count >= 4:
-            return True
-    return False
+def winning_columns(pieces: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """(N, 7) bools: whether dropping a piece of ``pieces``' owner (N, 6, 7) in each column makes
+    four in a row, given the cells ``filled`` (N, 6, 7) by either player."""
+    n = pieces.shape[0]
+    empty = ~filled
+    landing = np.where(empty.any(axis=1), 5 - np.argmax(empty[:, ::-1, :], axis=1), -1)  # (N, 7) lowest empty row
+    trial = np.repeat(pieces[:, None], 7, axis=1)  # (N, 7 columns tried, 6, 7)
+    rows, cols = np.nonzero(landing >= 0)
+    trial[rows, cols, landing[rows, cols], cols] = True
+    four = np.zeros((n, 7), dtype=bool)
+    for window in (trial[..., :, 0:4] & trial[..., :, 1:5] & trial[..., :, 2:6] & trial[..., :, 3:7],  # across
+                   trial[..., 0:3, :] & trial[..., 1:4, :] & trial[..., 2:5, :] & trial[..., 3:6, :],  # down
+                   trial[..., 0:3, 0:4] & trial[..., 1:4, 1:5] & trial[..., 2:5, 2:6] & trial[..., 3:6, 3:7],  # diagonal
+                   trial[..., 3:6, 0:4] & trial[..., 2:5, 1:5] & trial[..., 1:4, 2:6] & trial[..., 0:3, 3:7]):  # anti-diagonal
+        four |= window.any(axis=(2, 3))
+    return four & (landing >= 0)
