@@ -275,7 +275,8 @@ register_schemas()
 def run_name(env_id: Any) -> str:
     """The env part of a run directory's name: a short, filesystem-safe form of ``env.id``
     (``MiniGrid-DoorKey-5x5-v0`` -> ``minigrid-doorkey-5x5-v0``, ``ALE/Pong-v5`` -> ``pong-v5``,
-    ``MinAtar/Breakout-v1`` -> ``minatar-breakout-v1``, ``my.pkg:Maze-v0`` -> ``maze-v0``).
+    ``MinAtar/Breakout-v1`` -> ``minatar-breakout-v1``, ``my.pkg:Maze-v0`` -> ``maze-v0``,
+    ``pettingzoo.classic.connect_four_v3`` -> ``connect_four_v3``).
     The ``ALE/`` namespace is dropped (every Atari id has it); any other namespace stays as a
     prefix. conf/config.yaml names run and multirun job directories with it:
     ``${rlexp.run_name:${env.id}}``."""
@@ -285,6 +286,8 @@ def run_name(env_id: Any) -> str:
     namespace, _, name = text.rpartition("/")
     if namespace.upper() != "ALE" and namespace:
         name = f"{namespace}-{name}"
+    elif "." in name:  # a PettingZoo game module (mpe2.simple_spread_v3): the game's own name
+        name = name.rpartition(".")[2]
     return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-_") or "env"  # no dots, slashes or spaces
 
 

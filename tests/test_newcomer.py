@@ -22,6 +22,8 @@ STAMP = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
     ("ALE/Breakout-v5", "breakout-v5"),
     ("MinAtar/Breakout-v1", "minatar-breakout-v1"),
     ("my_pkg.envs:Maze-v0", "maze-v0"),
+    ("mpe2.simple_spread_v3", "simple_spread_v3"),  # PettingZoo game modules: the game's name
+    ("pettingzoo.classic.connect_four_v3", "connect_four_v3"),
     ("a b/../C*?-v0", "a-b-c-v0"),
 ])
 def test_run_name_is_a_short_safe_form_of_the_env_id(env_id, name):

@@ -154,6 +154,7 @@ SEED_LIST = re.compile(r"(?<![\w.])seed=(\d+)(?:,\d+)+(?=\s|$)")
 #: which run fills <run> for a command matching the pattern (default: the latest run)
 RUN_CHOICES: tuple[tuple[str, str, str], ...] = (
     (r"env\.repeat_action_probability", "*-v5", "an Atari run: the key exists in env=atari only"),
+    (r"(?<![\w.])opponent=", "*_connect_four_v3", "a connect-four run: opponents play turn-based games"),
 )
 
 #: commands run before a command matching the pattern (what the text above its block says to do)
