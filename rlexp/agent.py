@@ -103,7 +103,8 @@ class Agent:
         env = build("env", self.cfg.env).make(num_envs=episodes, training=False)
         try:
             load_normalization_state(env, {"obs_rms": self.obs_rms})
-            return play_episodes(self.policy, env, episodes, self.device, deterministic, seed=seed)
+            # one episode per row: a game of several agents (env=pettingzoo) plays one per agent
+            return play_episodes(self.policy, env, env.num_envs, self.device, deterministic, seed=seed)
         finally:
             env.close()
 

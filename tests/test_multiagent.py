@@ -97,6 +97,9 @@ def test_per_agent_and_team_returns_reach_the_records(tmp_path):
     assert flat["rollout/return/stayer"] == 5.0 and flat["rollout/return/leaver"] == 20.0
     assert flat["rollout/return/team"] == 25.0
     assert flat["eval/return/leaver"] == 20.0
+    # a trained run plays whole games from Python: one return per agent of each game
+    returns = rlexp.load(result).evaluate(episodes=3)
+    assert sorted(returns.tolist()) == [5.0] * 3 + [20.0] * 3
 
 
 def test_a_centralised_critic_reads_the_global_state_and_the_actor_does_not():
