@@ -8,6 +8,14 @@ import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
 
 
+def ended_together(game, obs, rewards, done):
+    """A parallel step's return where every agent in the game ends at once (``done``) or none does."""
+    results = obs, rewards, {a: done for a in game.agents}, {a: False for a in game.agents}, {a: {} for a in game.agents}
+    if done:
+        game.agents = []
+    return results
+
+
 class SpeakerListener(ParallelEnv):
     """Two steps. At step 0 the speaker alone sees a random bit b; at step 1 the listener alone
     sees what the speaker did at step 0. Both get reward 1 at step 1 when the listener's action
@@ -51,24 +59,18 @@ class SpeakerListener(ParallelEnv):
             r = float(int(actions["listener"]) == self.bit)
             rewards = {a: r for a in self.agents}
             done = True
-        obs = self.observe()
-        terms = {a: done for a in self.agents}
-        truncs = {a: False for a in self.agents}
-        infos = {a: {} for a in self.agents}
-        if done:
-            self.agents = []
-        return obs, rewards, terms, truncs, infos
+        return ended_together(self, self.observe(), rewards, done)
 
 
-class EarlyLeaver(ParallelEnv):
-    """Two agents: ``stayer`` plays 5 steps and earns 1 per step, ``leaver`` plays 2 steps and earns
-    10 per step, then leaves (terminated). Observations: [step / 5, agent is the leaver]."""
+class TwoAgents(ParallelEnv):
+    """Two agents with [time, which agent] observations and two actions each (the toys below)."""
 
-    metadata = {"name": "early_leaver_toy", "render_modes": []}
-    STAY, LEAVE = 5, 2
+    metadata = {"name": "two_agents_toy", "render_modes": []}
+    AGENTS: tuple[str, str] = ("first", "second")
+    STEPS = 4
 
     def __init__(self):
-        self.possible_agents = ["stayer", "leaver"]
+        self.possible_agents = list(self.AGENTS)
 
     def observation_space(self, agent):
         return gym.spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
@@ -77,7 +79,15 @@ class EarlyLeaver(ParallelEnv):
         return gym.spaces.Discrete(2)
 
     def obs(self):
-        return {a: np.array([self.t / 5, float(a == "leaver")], np.float32) for a in self.agents}
+        return {a: np.array([self.t / self.STEPS, float(a == self.AGENTS[1])], np.float32) for a in self.agents}
+
+
+class EarlyLeaver(TwoAgents):
+    """Two agents: ``stayer`` plays 5 steps and earns 1 per step, ``leaver`` plays 2 steps and earns
+    10 per step, then leaves (terminated). Observations: [step / 5, agent is the leaver]."""
+
+    AGENTS, STEPS = ("stayer", "leaver"), 5
+    STAY, LEAVE = 5, 2
 
     def reset(self, seed=None, options=None):
         self.agents, self.t = list(self.possible_agents), 0
@@ -150,23 +160,11 @@ class Nim(AECEnv):
         self.agent_selection = other
 
 
-class LateJoiner(ParallelEnv):
+class LateJoiner(TwoAgents):
     """``early`` plays steps 0-3 (reward 1 each); ``late`` is not in the game at reset, joins with
     the observation step 1 returns, plays steps 2-3 (reward 10 each); both end after step 3."""
 
-    metadata = {"name": "late_joiner_toy", "render_modes": []}
-
-    def __init__(self):
-        self.possible_agents = ["early", "late"]
-
-    def observation_space(self, agent):
-        return gym.spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
-
-    def action_space(self, agent):
-        return gym.spaces.Discrete(2)
-
-    def obs(self):
-        return {a: np.array([self.t / 4, float(a == "late")], np.float32) for a in self.agents}
+    AGENTS, STEPS = ("early", "late"), 4
 
     def reset(self, seed=None, options=None):
         self.agents, self.t = ["early"], 0
@@ -179,10 +177,4 @@ class LateJoiner(ParallelEnv):
         if self.t == 2:
             self.agents = ["early", "late"]
         done = self.t >= 4
-        obs = self.obs()
-        terms = {a: done for a in self.agents}
-        truncs = {a: False for a in self.agents}
-        infos = {a: {} for a in self.agents}
-        if done:
-            self.agents = []
-        return obs, rewards, terms, truncs, infos
+        return ended_together(self, self.obs(), rewards, done)
