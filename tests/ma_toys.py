@@ -178,3 +178,8 @@ class LateJoiner(TwoAgents):
             self.agents = ["early", "late"]
         done = self.t >= 4
         return ended_together(self, self.obs(), rewards, done)
+
+
+def take_one(obs, rng):
+    """A scripted Nim player: always takes one stone (action 0)."""
+    return np.zeros(len(obs["action_mask"]), dtype=np.int64)

@@ -257,6 +257,21 @@ def test_self_play_trains_and_reports_rates_per_opponent(tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"selfplay/elo", "selfplay/win_rate/random", "selfplay/win_rate/pool", "selfplay/win_rate/latest",
             "rollout/win", "eval/win"} <= tags
+    # rlexp-eval against any opponent: random, a function, or a trained run (here the run itself)
+    for opponent in ("random", "ma_toys:take_one", str(tmp_path / "run")):
+        out = run_cli_in_process(str(tmp_path / "run"), "episodes=40", f"opponent={opponent}", module="rlexp.cli.evaluate")
+        assert out.returncode == 0, out.stderr
+        rates = {key: float(out.stdout.split(f"; {key} ")[1].split(";")[0]) for key in ("win", "draw", "loss")}
+        assert rates["draw"] == 0.0 and rates["win"] + rates["loss"] == pytest.approx(1.0), out.stdout
+    from rlexp.run.episodes import load_trained
+
+    policy, env, _ = load_trained(tmp_path / "run" / "checkpoints" / "last.pt", torch.device("cpu"), num_envs=2,
+                                  env_overrides=[f"env.opponent={tmp_path / 'run'}"])
+    opponent = env.unwrapped.opponents.network(0)  # the run's own weights play the other seat
+    assert all(torch.equal(a, b) for a, b in zip(opponent.state_dict().values(), state["policy"].values()))
+    env.close()
+    wrong = run_cli_in_process(str(tmp_path / "run"), f"opponent={tmp_path / 'nowhere'}", module="rlexp.cli.evaluate")
+    assert wrong.returncode != 0 and "env.opponent" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_the_snapshot_pool_survives_a_kill_and_resume(tmp_path):

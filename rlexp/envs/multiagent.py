@@ -466,10 +466,19 @@ class PettingZooSpec(EnvSpec):
         self.opponents: Optional[Opponents] = None
         self.eval_opponents: Optional[Opponents] = None
 
+    @property
+    def opponent_is_run(self) -> bool:
+        """Whether ``env.opponent`` names a trained run (a directory or checkpoint), which the run's
+        side builds (rlexp.run.selfplay.opponent_from_setting); random and functions are built here."""
+        return self.opponent != "random" and ":" not in self.opponent
+
     def fixed_opponent(self) -> Opponents:
         """``env.opponent`` as an :class:`Opponents`: random, or a scripted ``package.module:function``
-        taking (observations, rng) and giving actions."""
-        return FixedOpponents(load_function(self.opponent, "opponent"), self.opponent.rpartition(":")[2]) if self.opponent != "random" else FixedOpponents()
+        taking (observations, rng) and giving actions. (A run directory: random until the run's
+        side hands in that policy.)"""
+        if self.opponent == "random" or self.opponent_is_run:
+            return FixedOpponents()
+        return FixedOpponents(load_function(self.opponent, "opponent"), self.opponent.rpartition(":")[2])
 
     def make(self, num_envs: Optional[int] = None, training: bool = True, gamma: float = 0.99, device: Any = "cpu") -> gym.vector.VectorEnv:
         copies = num_envs or self.num_envs

@@ -150,6 +150,10 @@ def load_trained(path: Path, device: torch.device, num_envs: int, render_mode: s
         spec.make_kwargs["render_mode"] = render_mode
     env = spec.make(num_envs=num_envs, training=False)
     policy = build("network", cfg.network, observation_space=env.single_observation_space, action_space=env.single_action_space)
+    if getattr(spec, "opponent_is_run", False):  # a turn-based game against a trained run (env.opponent=<run>)
+        from rlexp.run.selfplay import opponent_from_setting
+
+        env.unwrapped.opponents = opponent_from_setting(spec, policy.to(device), env.single_observation_space, device)
     try:
         policy.load_state_dict(state["policy"])
     except RuntimeError as e:

@@ -182,3 +182,15 @@ class SelfPlay:
             net.load_state_dict(entry["policy"])
             self.pool.append({"net": net, "elo": float(entry["elo"]), "update": int(entry["update"])})
         self.latest.load_state_dict(self.policy.state_dict())
+
+
+def opponent_from_setting(spec: Any, policy: torch.nn.Module, observation_space: gym.Space, device: torch.device) -> Any:
+    """The :class:`Opponents` ``env.opponent`` names for evaluation: random or a scripted function
+    (the spec builds those), or a trained run's directory or checkpoint, whose policy plays in a
+    copy of ``policy``'s network."""
+    if not spec.opponent_is_run:
+        return spec.fixed_opponent()
+    require(Path(spec.opponent).exists(), "env.opponent", f"{spec.opponent!r} is neither random, package.module:function nor a run directory")
+    opponents = SelfPlay(0.0, [spec.opponent], snapshot_every=1, pool_size=1)
+    opponents.attach(policy, observation_space, device)
+    return opponents

@@ -39,7 +39,7 @@ from rlexp.run import distributed
 from rlexp.run.collector import Collector
 from rlexp.run.episodes import Evaluator
 from rlexp.run.info_metrics import InfoMetrics
-from rlexp.run.selfplay import SelfPlay
+from rlexp.run.selfplay import SelfPlay, opponent_from_setting
 from rlexp.run.logger import NullLogger, make_logger, write_json_atomic
 from rlexp.run.stopping import StopRequest
 from rlexp.run.warning_signs import make_warning_signs
@@ -91,7 +91,7 @@ class Trainer:
         if getattr(self.env_spec, "kind", None) == "aec":
             sp = cfg.selfplay
             self.selfplay = SelfPlay(float(sp.latest_share), list(sp.opponents), int(sp.snapshot_every), int(sp.pool_size), float(sp.elo_k), seed=cfg.seed)
-            self.env_spec.opponents, self.env_spec.eval_opponents = self.selfplay, self.env_spec.fixed_opponent()
+            self.env_spec.opponents = self.selfplay
         try:  # the env's reward normalisation discounts with the algorithm's gamma
             self.env = self.env_spec.make(training=True, gamma=float(cfg.algo.gamma), device=self.device)
         except ConfigError as e:
@@ -100,6 +100,8 @@ class Trainer:
                             action_space=self.env.single_action_space).to(self.device)
         if self.selfplay is not None:
             self.selfplay.attach(self.policy, self.env.single_observation_space, self.device)
+            # evaluation plays env.opponent (a run directory is played by a copy of this network)
+            self.env_spec.eval_opponents = opponent_from_setting(self.env_spec, self.policy, self.env.single_observation_space, self.device)
         if getattr(self.policy, "precision", "fp32") == "bf16" and not native_bf16(self.device):
             log.warning("network.precision=bf16: %s has no bfloat16 units, so autocast emulates them and runs "
                         "slower than float32 (network.precision=fp32)", self.device)
