@@ -118,6 +118,7 @@ class PettingZooEnvSchema(EnvSchema):
     api: str = "auto"  # auto | parallel | aec
     agent_id_input: bool = True
     critic_input: str = "own"  # own | global_state
+    policies: List[str] = field(default_factory=list)  # ["<agent-name pattern>:<policy name>", ...]
     opponent: str = "random"  # turn-based games: random | package.module:function
 
 

@@ -38,6 +38,15 @@ def test_a_shared_policy_learns_to_act_on_what_only_the_other_agent_sees(tmp_pat
     assert result["eval_return_mean"] >= 0.95, result["eval_return_mean"]
 
 
+def test_two_mapped_policies_learn_to_talk_to_each_other(tmp_path):
+    # the speaker and the listener each with a network of its own (env.policies)
+    result = rlexp.train(["env=pettingzoo", "env.id=ma_toys:SpeakerListener", "env.policies=[speaker:talk,listener:hear]",
+                          "env.num_envs=8", "total_steps=40000", "algo.n_steps=64", "algo.batch_size=256", "algo.gamma=0.9",
+                          "eval.every_steps=40000", "eval.episodes=100", "seed=3", *QUIET], run_dir=tmp_path / "run")
+    assert result["eval_return_mean"] >= 0.95, result["eval_return_mean"]
+    assert result.summary["info_metrics"]["eval/return/talk"] >= 0.95
+
+
 def rollout_of(tmp_path, *overrides):
     cfg = compose_config(["env=pettingzoo", *overrides, *QUIET])
     trainer = Trainer(cfg, tmp_path / "run")
@@ -84,6 +93,36 @@ def test_an_agent_that_joins_late_plays_from_the_step_after_it_arrives(tmp_path)
         assert valid[:, 1].tolist() == [0, 0, 1, 1, 0] * 2
         rewards = trainer.rollout.rewards_env.cpu().numpy()
         assert rewards[:, 1][valid[:, 1] == 1].tolist() == [10] * 4
+    finally:
+        trainer.close()
+
+
+def test_each_mapped_policy_learns_from_its_own_rows_only(tmp_path):
+    trainer = rollout_of(tmp_path, "env.id=ma_toys:SpeakerListener", "env.policies=[speaker:talk,listener:hear]", "env.num_envs=4",
+                         "algo.n_steps=16", "algo.batch_size=64", "total_steps=128")
+    try:
+        policy = trainer.policy
+        assert sorted(policy.policies) == ["hear", "talk"]
+        batch = trainer.rollout.batch()
+        assert policy.names == ["hear", "talk"]  # the one-hot's order: the policies' names sorted
+        speaker_rows = batch.obs["policy"][:, 1] == 1
+        assert int(speaker_rows.sum()) == len(speaker_rows) // 2
+        for rows, learner, other in ((speaker_rows, "talk", "hear"), (~speaker_rows, "hear", "talk")):
+            policy.zero_grad(set_to_none=True)
+            obs = {key: value[rows] for key, value in batch.obs.items()}
+            log_prob, entropy, value = policy.evaluate_actions(obs, batch.actions[rows])
+            (log_prob.sum() + entropy.sum() + value.sum()).backward()
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.policies[learner].parameters())
+            assert all(p.grad is None for p in policy.policies[other].parameters())
+        # the merged batch equals each policy run on its own rows, in the batch's order
+        with torch.no_grad():
+            log_prob, _, value = policy.evaluate_actions(batch.obs, batch.actions)
+            talk = policy.policies["talk"].evaluate_actions(batch.obs["talk"][speaker_rows], batch.actions[speaker_rows])
+        assert torch.equal(log_prob[speaker_rows], talk[0]) and torch.equal(value[speaker_rows], talk[2])
+        before = {name: [p.clone() for p in net.parameters()] for name, net in policy.policies.items()}
+        trainer.algo.update(trainer.rollout, trainer.collector.bootstrap_value(), progress_remaining=1.0)
+        for name, net in policy.policies.items():  # one update moves both
+            assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
     finally:
         trainer.close()
 

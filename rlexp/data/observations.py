@@ -23,6 +23,9 @@ MASK_KEY = "action_mask"
 #: state, rlexp.envs.multiagent's env.critic_input=global_state), and the agent's one-hot index beside it
 STATE_KEY = "state"
 AGENT_ID_KEY = "agent_id"
+#: the Dict observation entry that says which of several policies plays a row (a one-hot over the
+#: policies; rlexp.envs.multiagent's env.policies): each policy's own observation is the entry of its name
+POLICY_KEY = "policy"
 
 
 def is_mask_space(space: gym.Space) -> bool:

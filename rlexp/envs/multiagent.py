@@ -31,6 +31,7 @@ games add ``win``, ``draw`` and ``loss`` (the sign of the learner's return).
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import logging
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ import numpy as np
 from gymnasium.wrappers import vector as vw
 
 from rlexp.data.observations import AGENT_ID_KEY as ID_KEY
-from rlexp.data.observations import MASK_KEY, STATE_KEY
+from rlexp.data.observations import MASK_KEY, POLICY_KEY, STATE_KEY
 from rlexp.envs.factory import EnvSpec, info_metric_reductions
 from rlexp.envs.masks import ActionMasks
 from rlexp.errors import ConfigError, require
@@ -104,6 +105,31 @@ def equal_spaces(game: Any, agents: Sequence[str], what: str, game_id: str) -> g
     return spaces[0]
 
 
+def parse_policies(setting: Any) -> Optional[dict[str, str]]:
+    """``env.policies`` (``["adversary_*:red", "agent_*:blue"]``) as {pattern: policy}; None when empty."""
+    if not setting:
+        return None
+    require(not isinstance(setting, str), "policies", f"must be a list such as [adversary_*:red,agent_*:blue], got {setting!r}")
+    out = {}
+    for entry in setting:
+        pattern, _, name = str(entry).rpartition(":")
+        require(bool(pattern) and bool(name), "policies", f"each entry is <agent-name pattern>:<policy name>, got {entry!r}")
+        out[pattern] = name
+    return out
+
+
+def policy_groups(agents: Sequence[str], patterns: dict[str, str]) -> dict[str, str]:
+    """``env.policies`` ({agent-name pattern: policy name}, fnmatch patterns, the first match wins)
+    as {agent: policy}; an agent no pattern matches is refused."""
+    out = {}
+    for agent in agents:
+        match = next((name for pattern, name in patterns.items() if fnmatch.fnmatchcase(agent, pattern)), None)
+        require(match is not None, "policies", f"agent {agent} matches none of {', '.join(patterns)}; add a pattern for it ('*' matches all)")
+        out[agent] = str(match)
+    require(len(set(out.values())) >= 1, "policies", "name at least one policy")
+    return out
+
+
 def with_agent_id(space: gym.Space, n_agents: int) -> gym.Space:
     """The observation space with a one-hot agent index: appended to a 1-D Box, or beside the
     observation as a Dict entry."""
@@ -123,15 +149,25 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, make_one: Callable[[], Any], copies: int, game_id: str, agent_id_input: bool, global_state: bool = False):
+    def __init__(self, make_one: Callable[[], Any], copies: int, game_id: str, agent_id_input: bool, global_state: bool = False,
+                 policies: Optional[dict[str, str]] = None):
         self.games = [make_one() for _ in range(copies)]
         self.game_id = game_id
         self.agents: list[str] = list(self.games[0].possible_agents)
         self.n_agents = len(self.agents)
         self.index = {agent: i for i, agent in enumerate(self.agents)}
-        self.agent_space = equal_spaces(self.games[0], self.agents, "observation_space", game_id)
         self.single_action_space = equal_spaces(self.games[0], self.agents, "action_space", game_id)
         self.agent_id_input = agent_id_input
+        #: env.policies: each agent's policy (None: one policy plays every agent)
+        self.policy_of = policy_groups(self.agents, policies) if policies else None
+        if self.policy_of is not None:
+            self.init_policies(agent_id_input)
+            self.copies, self.num_envs, self.global_state = copies, copies * self.n_agents, False
+            self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+            self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+            self.init_buffers(copies)
+            return
+        self.agent_space = equal_spaces(self.games[0], self.agents, "observation_space", game_id)
         self.single_observation_space = with_agent_id(self.agent_space, self.n_agents) if agent_id_input else self.agent_space
         #: a centralised critic's input: the game's global state (env.state()) as a Dict entry of every row
         self.global_state = global_state
@@ -148,7 +184,32 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.obs = gym.vector.utils.create_empty_array(self.agent_space, self.num_envs)
+        self.init_buffers(copies)
+
+    def init_policies(self, agent_id_input: bool) -> None:
+        """Several policies: a Dict with each policy's observation under its name (its agents' rows;
+        zeros elsewhere) and the one-hot ``policy`` entry saying whose row it is."""
+        self.names = sorted(set(self.policy_of.values()))  # the one-hot's order, as PolicyMap reads it
+        entries: dict[str, gym.Space] = {}
+        self.group_obs: dict[str, Any] = {}
+        for name in self.names:
+            members = [agent for agent in self.agents if self.policy_of[agent] == name]
+            space = equal_spaces(self.games[0], members, "observation_space", self.game_id)
+            require(isinstance(space, gym.spaces.Box) and len(space.shape) == 1, "policies",
+                    f"separate policies read 1-D Box observations; {name}'s agents see {space}")
+            entries[name] = with_agent_id(space, self.n_agents) if agent_id_input else space
+            self.group_obs[name] = np.zeros((1, *space.shape), dtype=space.dtype)  # a template: init_buffers sizes it
+        entries[POLICY_KEY] = gym.spaces.Box(0, 1, (len(self.names),), dtype=np.float32)
+        self.single_observation_space = gym.spaces.Dict(entries)
+
+    def init_buffers(self, copies: int) -> None:
         self.ids = np.tile(np.eye(self.n_agents, dtype=np.float32), (copies, 1))
+        if self.policy_of is not None:
+            rows = copies * self.n_agents
+            self.row_policy = np.array([self.names.index(self.policy_of[a]) for a in self.agents] * copies)
+            self.policy_onehot = np.eye(len(self.names), dtype=np.float32)[self.row_policy]
+            for name, buffer in self.group_obs.items():
+                self.group_obs[name] = np.zeros((rows, *buffer.shape[1:]), dtype=buffer.dtype)
         self.needs_reset = np.zeros(copies, dtype=bool)
         self.returns = np.zeros((copies, self.n_agents))
         self.lengths = np.zeros((copies, self.n_agents), dtype=np.int64)
@@ -159,13 +220,20 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
         return copy * self.n_agents + self.index[agent]
 
     def put(self, row: int, value: Any) -> None:
-        if isinstance(self.obs, dict):
+        if self.policy_of is not None:
+            self.group_obs[self.names[self.row_policy[row]]][row] = value
+        elif isinstance(self.obs, dict):
             for key in self.obs:
                 self.obs[key][row] = value[key]
         else:
             self.obs[row] = value
 
     def observations(self) -> Any:
+        if self.policy_of is not None:
+            out = {name: (np.concatenate([obs, self.ids.astype(obs.dtype)], axis=1) if self.agent_id_input else obs.copy())
+                   for name, obs in self.group_obs.items()}
+            out[POLICY_KEY] = self.policy_onehot.copy()
+            return out
         obs = {k: v.copy() for k, v in self.obs.items()} if isinstance(self.obs, dict) else self.obs.copy()
         if self.global_state:
             out = obs if isinstance(obs, dict) else {"observation": obs}
@@ -245,6 +313,9 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
             rows = np.zeros(self.num_envs, dtype=bool)
             rows[i::self.n_agents] = True
             info[f"return/{agent}"], info[f"_return/{agent}"] = returns.copy(), ended & rows
+        if self.policy_of is not None:  # the mean return of each policy's agents
+            for p, name in enumerate(self.names):
+                info[f"return/{name}"], info[f"_return/{name}"] = returns.copy(), ended & (self.row_policy == p)
         return info
 
     def state(self) -> np.ndarray:
@@ -431,6 +502,7 @@ class PettingZooSpec(EnvSpec):
     api: str = "auto"  # auto | parallel | aec
     agent_id_input: bool = True  # parallel games: the agent's index as a one-hot input
     critic_input: str = "own"  # parallel games: own (the critic sees what the actor sees) | global_state (MAPPO's env.state())
+    policies: Any = None  # parallel games: ["<agent-name pattern>:<policy name>", ...], a network per policy (empty: one shared)
     opponent: str = "random"  # turn-based games without self-play, and evaluation: random | package.module:function
 
     def __post_init__(self) -> None:
@@ -447,10 +519,18 @@ class PettingZooSpec(EnvSpec):
         probe = self.make_one()
         self.agents = list(probe.possible_agents)
         probe.close()
+        self.policies = parse_policies(self.policies)
+        if self.policies is not None:
+            require(self.kind == "parallel", "policies", "applies to parallel games; turn-based games play the learner against opponents")
+            require(self.critic_input == "own", "critic_input", "a centralised critic with separate policies (env.policies) is not built yet")
+            require(not self.normalize_obs and self.clip_obs is None, "normalize_obs" if self.normalize_obs else "clip_obs",
+                    "does not apply with env.policies (a Dict of the policies' observations)")
+            groups = policy_groups(self.agents, self.policies)
         reductions = info_metric_reductions(self.info_metrics)
         own = {f"return/{agent}": "mean" for agent in self.agents} if self.kind == "parallel" else {"win": "mean", "draw": "mean", "loss": "mean"}
         if self.kind == "parallel":
             own["return/team"] = "mean"
+            own.update({f"return/{name}": "mean" for name in dict.fromkeys(groups.values())} if self.policies else {})
             require(self.opponent == "random", "opponent", "applies to turn-based (AEC) games only")
             require(not (self.normalize_obs and self.critic_input == "global_state"), "normalize_obs",
                     "applies to Box observations; with critic_input=global_state they are a Dict")
@@ -484,7 +564,7 @@ class PettingZooSpec(EnvSpec):
         copies = num_envs or self.num_envs
         if self.kind == "parallel":
             env: gym.vector.VectorEnv = ParallelVectorEnv(self.make_one, copies, self.id, self.agent_id_input,
-                                                         self.critic_input == "global_state")
+                                                         self.critic_input == "global_state", self.policies)
         else:
             opponents = (self.opponents if training else self.eval_opponents) or self.fixed_opponent()
             env = TurnBasedVectorEnv(self.make_one, copies, self.id, opponents)

@@ -15,7 +15,7 @@ from rlexp.errors import ConfigError, require
 from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, EntryEncoder, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
 from rlexp.networks.recurrent import CORES, RecurrentCore
-from rlexp.data.observations import AGENT_ID_KEY, MASK_KEY, STATE_KEY, Tree, is_mask_space, lead_shape, tree_map
+from rlexp.data.observations import AGENT_ID_KEY, MASK_KEY, POLICY_KEY, STATE_KEY, Tree, is_mask_space, lead_shape, tree_map
 
 #: network.precision: float32 throughout, or the encoders and torsos in bfloat16 autocast
 PRECISIONS = ("fp32", "bf16")
@@ -69,7 +69,10 @@ class ActorCritic(nn.Module):
     """
 
     def __new__(cls, *args: Any, recurrent: Optional[str] = None, **kwargs: Any):
-        if cls is ActorCritic and recurrent is not None:
+        space = args[0] if args else kwargs.get("observation_space")
+        if cls is ActorCritic and isinstance(space, gym.spaces.Dict) and POLICY_KEY in space.spaces:
+            cls = PolicyMap  # rows of several policies (env.policies): one ActorCritic per policy
+        elif cls is ActorCritic and recurrent is not None:
             cls = RecurrentActorCritic
         return super().__new__(cls)
 
@@ -303,3 +306,71 @@ class RecurrentActorCritic(ActorCritic):
             raise ValueError("a recurrent policy evaluates sequences: the batch has no `seq`")
         actor, _, _ = self.sequence_features(seq.obs, seq.state, seq.starts)
         return self.action_head(seq.to_flat(actor), self.mask_of(obs))
+
+
+class PolicyMap(ActorCritic):
+    """Several policies behind the one policy interface: rows of a batch played by different
+    policies (rlexp.envs.multiagent's ``env.policies``: agent groups, each with its own network).
+    The observation is a Dict: a one-hot ``policy`` entry says which policy plays the row, and
+    each policy reads the entry of its name (zeros in the other rows). Every call splits the
+    batch by policy, runs each policy on its own rows only, and puts the results back in the
+    batch's order, so no row's loss reaches another policy's parameters. The network config
+    applies to each policy. Discrete actions (Categorical heads), feed-forward."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, recurrent: Optional[str] = None, **kwargs: Any):
+        nn.Module.__init__(self)
+        require(recurrent is None, "recurrent", "separate policies per agent group (env.policies) are feed-forward; set network.recurrent=null")
+        require(isinstance(action_space, gym.spaces.Discrete), "env.policies",
+                f"separate policies take Discrete actions; this game's are {action_space}")
+        spaces = observation_space.spaces
+        self.names = sorted(key for key in spaces if key != POLICY_KEY)  # the order of the one-hot ``policy`` entry
+        self.policies = nn.ModuleDict({name: ActorCritic(spaces[name], action_space, **kwargs) for name in self.names})
+        self.precision, self.masked, self.shared, self.central = "fp32", False, False, False
+
+    def rows(self, obs: Any) -> list[tuple[nn.Module, Any, torch.Tensor]]:
+        """(policy, its rows' observations, their indices) for every policy with rows in the batch."""
+        which = obs[POLICY_KEY].argmax(dim=-1)
+        out = []
+        for i, name in enumerate(self.names):
+            index = torch.nonzero(which == i).squeeze(-1)
+            if index.numel():
+                out.append((self.policies[name], obs[name].index_select(0, index), index))
+        return out
+
+    @staticmethod
+    def merged(parts: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> torch.Tensor:
+        """Per-policy results put back in the batch's row order (differentiable)."""
+        index = torch.cat([i for i, _ in parts])
+        values = torch.cat([v for _, v in parts])
+        return values.index_select(0, torch.argsort(index)) if index.numel() == n else values
+
+    def initial_state(self, batch_size: int, device: Any = None) -> torch.Tensor:
+        device = device if device is not None else next(self.parameters()).device
+        return torch.zeros(batch_size, 0, device=device)
+
+    def act(self, obs: Any, state: torch.Tensor, starts: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = obs[POLICY_KEY].shape[0]
+        outs = [(index, policy.act(sub, state[:0], starts)) for policy, sub, index in self.rows(obs)]
+        action, log_prob, value = (self.merged([(i, out[k]) for i, out in outs], n) for k in range(3))
+        return action, log_prob, value, state
+
+    def value(self, obs: Any, state: torch.Tensor, starts: Any) -> torch.Tensor:
+        return self.merged([(index, policy.value(sub, state[:0], starts)) for policy, sub, index in self.rows(obs)], obs[POLICY_KEY].shape[0])
+
+    def predict(self, obs: Any, state: torch.Tensor, starts: Any, deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [(index, policy.predict(sub, state[:0], starts, deterministic)[0]) for policy, sub, index in self.rows(obs)]
+        return self.merged(parts, obs[POLICY_KEY].shape[0]), state
+
+    def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = obs[POLICY_KEY].shape[0]
+        outs = [(index, policy.evaluate_actions(sub, actions.index_select(0, index))) for policy, sub, index in self.rows(obs)]
+        return tuple(self.merged([(i, out[k]) for i, out in outs], n) for k in range(3))
+
+    def distribution(self, obs: Any, seq: Optional["Sequences"] = None) -> Any:
+        from torch.distributions import Categorical
+
+        parts = [(index, policy.distribution(sub).logits) for policy, sub, index in self.rows(obs)]
+        return Categorical(logits=self.merged(parts, obs[POLICY_KEY].shape[0]), validate_args=False)
+
+    def reset_noise(self, batch_size: int) -> None:
+        pass
