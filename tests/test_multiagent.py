@@ -38,6 +38,7 @@ def test_a_shared_policy_learns_to_act_on_what_only_the_other_agent_sees(tmp_pat
     assert result["eval_return_mean"] >= 0.95, result["eval_return_mean"]
 
 
+@pytest.mark.slow  # the default suite checks the routing (the next test) and shared-policy learning
 def test_two_mapped_policies_learn_to_talk_to_each_other(tmp_path):
     # the speaker and the listener each with a network of its own (env.policies)
     result = rlexp.train(["env=pettingzoo", "env.id=ma_toys:SpeakerListener", "env.policies=[speaker:talk,listener:hear]",
