@@ -373,5 +373,5 @@ def test_connect_four_self_play_beats_random_and_the_lookahead(tmp_path, seed):
     for opponent, at_least in (("random", 0.9), ("rlexp.envs.multiagent:connect_four_lookahead", 0.6)):
         result = run_cli_in_process(str(run), "episodes=1000", f"env.opponent={opponent}", module="rlexp.cli.evaluate")
         assert result.returncode == 0, result.stderr
-        win = float(result.stdout.split("win ")[1].split()[0])
+        win = float(result.stdout.split("; win ")[1].split(";")[0])
         assert win >= at_least, (opponent, result.stdout)
