@@ -108,6 +108,9 @@ def test_each_mapped_policy_learns_from_its_own_rows_only(tmp_path):
         assert policy.names == ["hear", "talk"]  # the one-hot's order: the policies' names sorted
         speaker_rows = batch.obs["policy"][:, 1] == 1
         assert int(speaker_rows.sum()) == len(speaker_rows) // 2
+        # the rows the one-hot gives "talk" are the ones whose "talk" entry the env filled: the speaker's
+        assert (batch.obs["talk"][speaker_rows] != 0).any(dim=1).all() and (batch.obs["talk"][~speaker_rows] == 0).all()
+        assert (batch.obs["hear"][~speaker_rows] != 0).any(dim=1).all() and (batch.obs["hear"][speaker_rows] == 0).all()
         for rows, learner, other in ((speaker_rows, "talk", "hear"), (~speaker_rows, "hear", "talk")):
             policy.zero_grad(set_to_none=True)
             obs = {key: value[rows] for key, value in batch.obs.items()}

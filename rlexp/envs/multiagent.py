@@ -210,6 +210,8 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
             self.policy_onehot = np.eye(len(self.names), dtype=np.float32)[self.row_policy]
             for name, buffer in self.group_obs.items():
                 self.group_obs[name] = np.zeros((rows, *buffer.shape[1:]), dtype=buffer.dtype)
+            #: each policy's entry holds the agent index in its own rows only (zeros in the others)
+            self.member_ids = {name: self.ids * (self.row_policy == p)[:, None] for p, name in enumerate(self.names)}
         self.needs_reset = np.zeros(copies, dtype=bool)
         self.returns = np.zeros((copies, self.n_agents))
         self.lengths = np.zeros((copies, self.n_agents), dtype=np.int64)
@@ -230,7 +232,7 @@ class ParallelVectorEnv(gym.vector.VectorEnv):
 
     def observations(self) -> Any:
         if self.policy_of is not None:
-            out = {name: (np.concatenate([obs, self.ids.astype(obs.dtype)], axis=1) if self.agent_id_input else obs.copy())
+            out = {name: (np.concatenate([obs, self.member_ids[name].astype(obs.dtype)], axis=1) if self.agent_id_input else obs.copy())
                    for name, obs in self.group_obs.items()}
             out[POLICY_KEY] = self.policy_onehot.copy()
             return out
