@@ -186,6 +186,7 @@ def test_ranks_that_drift_apart_stop_the_run_naming_the_rank(tmp_path):
     assert "rank 1's parameters differ from rank 0's after update 2" in result.stderr, result.stderr[-3000:]
 
 
+@pytest.mark.slow  # 20 s; resume under torchrun stays in the default suite (test_resume_refuses_another_number_of_ranks...)
 def test_distributed_nproc_starts_the_ranks_itself_and_resume_continues_the_curves(tmp_path):
     result = rlexp_train(tmp_path, *SMALL, "distributed.nproc=2", "total_steps=512", "checkpoint.every_updates=1")
     assert result.returncode == 0, result.stderr[-3000:]
