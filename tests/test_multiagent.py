@@ -4,6 +4,7 @@ and self-play against past selves (rlexp/run/selfplay.py), on toy games with han
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,20 +49,23 @@ def test_two_mapped_policies_learn_to_talk_to_each_other(tmp_path):
     assert result.summary["info_metrics"]["eval/return/talk"] >= 0.95
 
 
+@contextlib.contextmanager
 def rollout_of(tmp_path, *overrides):
-    cfg = compose_config(["env=pettingzoo", *overrides, *QUIET])
-    trainer = Trainer(cfg, tmp_path / "run")
-    trainer.collector.reset(seed=0)
-    trainer.collector.collect()
-    return trainer
+    """A trainer of ``env=pettingzoo`` with ``overrides`` that has collected one rollout (closed after)."""
+    trainer = Trainer(compose_config(["env=pettingzoo", *overrides, *QUIET]), tmp_path / "run")
+    try:
+        trainer.collector.reset(seed=0)
+        trainer.collector.collect()
+        yield trainer
+    finally:
+        trainer.close()
 
 
 def test_an_agent_that_leaves_is_out_of_the_loss_until_the_game_restarts(tmp_path):
     # one game of two rows: the stayer plays steps 0-4 (1 a step), the leaver steps 0-1 (10 a
     # step); step 5 is the game's reset. Rows of a departed agent are stored as invalid.
-    trainer = rollout_of(tmp_path, "env.id=ma_toys:EarlyLeaver", "env.num_envs=1", "env.agent_id_input=false",
-                         "algo.n_steps=12", "algo.batch_size=12", "total_steps=24")
-    try:
+    with rollout_of(tmp_path, "env.id=ma_toys:EarlyLeaver", "env.num_envs=1", "env.agent_id_input=false",
+                    "algo.n_steps=12", "algo.batch_size=12", "total_steps=24") as trainer:
         rollout = trainer.rollout
         valid = rollout.valid_env.cpu().numpy().astype(int)
         stayer, leaver = [1, 1, 1, 1, 1, 0] * 2, [1, 1, 0, 0, 0, 0] * 2
@@ -79,29 +83,23 @@ def test_an_agent_that_leaves_is_out_of_the_loss_until_the_game_restarts(tmp_pat
         returns = gae(rollout.rewards_env, zeros, zeros, rollout.terminated_env, ends, 0.5, 1.0).cpu().numpy()
         assert returns[0, 1] == 15.0 and returns[1, 1] == 10.0
         assert returns[0, 0] == pytest.approx(1 + 0.5 + 0.25 + 0.125 + 0.0625)
-    finally:
-        trainer.close()
 
 
 def test_an_agent_that_joins_late_plays_from_the_step_after_it_arrives(tmp_path):
     # the late agent is absent at reset, arrives with step 1's observation and plays steps 2-3;
     # step 4 is the game's reset
-    trainer = rollout_of(tmp_path, "env.id=ma_toys:LateJoiner", "env.num_envs=1", "env.agent_id_input=false",
-                         "algo.n_steps=10", "algo.batch_size=10", "total_steps=20")
-    try:
+    with rollout_of(tmp_path, "env.id=ma_toys:LateJoiner", "env.num_envs=1", "env.agent_id_input=false",
+                    "algo.n_steps=10", "algo.batch_size=10", "total_steps=20") as trainer:
         valid = trainer.rollout.valid_env.cpu().numpy().astype(int)
         assert valid[:, 0].tolist() == [1, 1, 1, 1, 0] * 2
         assert valid[:, 1].tolist() == [0, 0, 1, 1, 0] * 2
         rewards = trainer.rollout.rewards_env.cpu().numpy()
         assert rewards[:, 1][valid[:, 1] == 1].tolist() == [10] * 4
-    finally:
-        trainer.close()
 
 
 def test_each_mapped_policy_learns_from_its_own_rows_only(tmp_path):
-    trainer = rollout_of(tmp_path, "env.id=ma_toys:SpeakerListener", "env.policies=[speaker:talk,listener:hear]", "env.num_envs=4",
-                         "algo.n_steps=16", "algo.batch_size=64", "total_steps=128")
-    try:
+    with rollout_of(tmp_path, "env.id=ma_toys:SpeakerListener", "env.policies=[speaker:talk,listener:hear]", "env.num_envs=4",
+                    "algo.n_steps=16", "algo.batch_size=64", "total_steps=128") as trainer:
         policy = trainer.policy
         assert sorted(policy.policies) == ["hear", "talk"]
         batch = trainer.rollout.batch()
@@ -127,8 +125,6 @@ def test_each_mapped_policy_learns_from_its_own_rows_only(tmp_path):
         trainer.algo.update(trainer.rollout, trainer.collector.bootstrap_value(), progress_remaining=1.0)
         for name, net in policy.policies.items():  # one update moves both
             assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
-    finally:
-        trainer.close()
 
 
 def test_per_agent_and_team_returns_reach_the_records(tmp_path):
