@@ -338,39 +338,37 @@ class PolicyMap(ActorCritic):
         return out
 
     @staticmethod
-    def merged(parts: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> torch.Tensor:
-        """Per-policy results put back in the batch's row order (differentiable)."""
+    def merged(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Per-policy results put back in the batch's row order (differentiable): every row has
+        exactly one policy, so the parts' indices are a permutation of the rows."""
         index = torch.cat([i for i, _ in parts])
-        values = torch.cat([v for _, v in parts])
-        return values.index_select(0, torch.argsort(index)) if index.numel() == n else values
+        return torch.cat([v for _, v in parts]).index_select(0, torch.argsort(index))
 
     def initial_state(self, batch_size: int, device: Any = None) -> torch.Tensor:
         device = device if device is not None else next(self.parameters()).device
         return torch.zeros(batch_size, 0, device=device)
 
     def act(self, obs: Any, state: torch.Tensor, starts: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        n = obs[POLICY_KEY].shape[0]
         outs = [(index, policy.act(sub, state[:0], starts)) for policy, sub, index in self.rows(obs)]
-        action, log_prob, value = (self.merged([(i, out[k]) for i, out in outs], n) for k in range(3))
+        action, log_prob, value = (self.merged([(i, out[k]) for i, out in outs]) for k in range(3))
         return action, log_prob, value, state
 
     def value(self, obs: Any, state: torch.Tensor, starts: Any) -> torch.Tensor:
-        return self.merged([(index, policy.value(sub, state[:0], starts)) for policy, sub, index in self.rows(obs)], obs[POLICY_KEY].shape[0])
+        return self.merged([(index, policy.value(sub, state[:0], starts)) for policy, sub, index in self.rows(obs)])
 
     def predict(self, obs: Any, state: torch.Tensor, starts: Any, deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [(index, policy.predict(sub, state[:0], starts, deterministic)[0]) for policy, sub, index in self.rows(obs)]
-        return self.merged(parts, obs[POLICY_KEY].shape[0]), state
+        return self.merged(parts), state
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor, seq: Optional["Sequences"] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        n = obs[POLICY_KEY].shape[0]
         outs = [(index, policy.evaluate_actions(sub, actions.index_select(0, index))) for policy, sub, index in self.rows(obs)]
-        return tuple(self.merged([(i, out[k]) for i, out in outs], n) for k in range(3))
+        return tuple(self.merged([(i, out[k]) for i, out in outs]) for k in range(3))
 
     def distribution(self, obs: Any, seq: Optional["Sequences"] = None) -> Any:
         from torch.distributions import Categorical
 
         parts = [(index, policy.distribution(sub).logits) for policy, sub, index in self.rows(obs)]
-        return Categorical(logits=self.merged(parts, obs[POLICY_KEY].shape[0]), validate_args=False)
+        return Categorical(logits=self.merged(parts), validate_args=False)
 
     def reset_noise(self, batch_size: int) -> None:
         pass

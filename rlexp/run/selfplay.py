@@ -51,6 +51,7 @@ class SelfPlay:
         require(snapshot_every >= 1, "selfplay.snapshot_every", f"must be >= 1, got {snapshot_every}")
         require(pool_size >= 1, "selfplay.pool_size", f"must be >= 1, got {pool_size}")
         require(0.0 <= latest_share <= 1.0, "selfplay.latest_share", f"must be in [0, 1], got {latest_share}")
+        require(elo_k > 0, "selfplay.elo_k", f"must be > 0 (Elo's K: 16 or 32 are usual), got {elo_k}")
         opponents = [str(kind) for kind in opponents]
         require(latest_share == 1.0 or bool(opponents), "selfplay.opponents",
                 "name who plays the games not against the latest policy: [pool], [pool, random], ... (or selfplay.latest_share=1)")
