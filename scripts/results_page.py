@@ -1,63 +1,47 @@
-"""docs/results.md: one row per tuned preset, from one multirun directory per preset.
+"""docs/results.md from committed records: ``record`` keeps a multirun as data, ``build`` writes the page.
 
-    python -m rlexp.cli.train -m hparams=ppo_cartpole seed=0,1,2 eval.episodes=20 \\
-        hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/multirun/results/ppo_cartpole
-    python scripts/results_page.py outputs/multirun/results/*        # -> docs/results.md, docs/results/*.png
+    bash scripts/results_runs.sh                      # the runs: outputs/multirun/results/<name>
+    python scripts/results_page.py record outputs/multirun/results/*   # -> docs/results/data/<table>/<name>/seed<N>.json
+    python scripts/results_page.py build              # -> docs/results.md and docs/results/<name>.png
+    python scripts/results_page.py build --check      # exit 1 if docs/results.md is not what the records give
 
-Per preset: the final deterministic evaluation return (mean ± std over seeds), the env
-steps and the wall time to the environment's reward threshold, steps per second, the
-command that reproduces the row, the machine, and the target below with whether the mean
-final return reached it. Presets of conf/hparams without a directory are listed as not
-run. Reading, grouping and plotting are rlexp/analysis/results.py's and rlexp/analysis/report.py's.
+The page is docs/results/template.md with each line ``{{table:<table>}}`` replaced by the
+table of that name, computed from the records (rlexp/analysis/records.py) and from the
+published figures and targets of docs/results/references.yaml, each with its source. Prose
+lives in the template; numbers in a generated table come from records only. Edit the
+template, the references or the records, never docs/results.md (a test rebuilds it).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
-import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
 import yaml
 
-from rlexp.analysis.report import Row, build_rows
-from rlexp.analysis.results import EVAL_TAG, Job, fmt_mean_std, load_multirun, mean_std, plot_learning_curves
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-# preset -> (env steps, mean final eval return it should reach)
-TARGETS = {
-    "ppo_cartpole": (100_000, 500.0),
-    "ppo_acrobot": (1_000_000, -75.0),
-    "ppo_lunarlander": (1_000_000, 250.0),
-    "ppo_pendulum": (100_000, -170.0),
-    "ppo_bipedalwalker": (5_000_000, 290.0),
-    "ppo_halfcheetah": (1_000_000, 5000.0),
-    "a2c_lunarlander": (1_000_000, 200.0),
-    "reinforce_cartpole": (None, 475.0),
-    "ppo_lstm_cartpole_novel": (200_000, 475.0),
-}
-MIN_SEEDS, MIN_EVAL_EPISODES = 3, 20
+from rlexp.analysis.records import Record, load_records, make_record, write_record  # noqa: E402
+from rlexp.analysis.report import reward_threshold  # noqa: E402
+from rlexp.analysis.results import fmt_mean_std, load_multirun, mean_std, plot_learning_curves  # noqa: E402
 
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+DOCS = ROOT / "docs"
+DATA = DOCS / "results" / "data"
+TEMPLATE = DOCS / "results" / "template.md"
+REFERENCES = DOCS / "results" / "references.yaml"
+PAGE = DOCS / "results.md"
+FIGURES = DOCS / "results"
+BANNER = ("<!-- Written by `python scripts/results_page.py build` from docs/results/template.md, "
+          "docs/results/references.yaml and the records under docs/results/data/. Edit those, not this file. -->")
 
 
+# -- record ---------------------------------------------------------------------------------
 def reproduce_command(root: Path) -> str:
     """The command line that made the multirun, from Hydra's multirun.yaml."""
     path = root / "multirun.yaml"
@@ -65,152 +49,225 @@ def reproduce_command(root: Path) -> str:
         return "-"
     overrides = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("overrides", {})
     hydra_args = [o for o in overrides.get("hydra", []) if o != "hydra.mode=MULTIRUN"]
-    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, overrides.get("task", [])), *map(shlex.quote, hydra_args)])
+    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, overrides.get("task", [])),
+                     *map(shlex.quote, hydra_args)])
 
 
-def preset_name(root: Path, jobs: Sequence[Job]) -> str:
-    for job in jobs:
-        for override in job.overrides:
-            if override.startswith("hparams="):
-                return override.split("=", 1)[1]
-    return root.name
+def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None) -> list[Path]:
+    """One record per finished job of a multirun directory; the name defaults to the directory's."""
+    from rlexp.run.records import machine_description, software_versions
 
-
-def wall_to_threshold(job: Job, threshold: float) -> Optional[float]:
-    """Seconds from the run's start (evaluation included) to its first evaluation at or above the threshold."""
-    curve = job.curves.get(EVAL_TAG)
-    if curve is None:
-        return None
-    hits = np.nonzero(curve.values >= threshold)[0]
-    return float(curve.wall[hits[0]]) if len(hits) else None
-
-
-def reached_cell(values: list[float], row: Row, fmt: str) -> str:
-    if row.threshold is None:
-        return "- (no threshold)"
-    if not values:
-        return "never"
-    text = fmt_mean_std(values, fmt)
-    return text if len(values) == len(row.finished) else f"{text} ({len(values)}/{len(row.finished)} seeds)"
-
-
-def target_cell(preset: str, budget: Optional[int], mean_return: Optional[float]) -> tuple[str, str]:
-    if preset not in TARGETS:
-        return "-", "- (no target)"
-    target_steps, target = TARGETS[preset]
-    where = f"{target:g}" + (f" at {target_steps:,}" if target_steps else "")
-    if mean_return is None:
-        return where, "no (no finished run)"
-    verdict = "yes" if mean_return >= target else f"no ({mean_return:.1f})"
-    if target_steps and budget is not None and budget != target_steps:
-        verdict += f" (ran {budget:,} steps, target is for {target_steps:,})"
-    return where, verdict
-
-
-def preset_row(root: Path, figures: Path, machine: str, page_dir: Path) -> tuple[str, list[str]]:
-    """The table row of one multirun directory, and notes on anything short of the protocol."""
     run = load_multirun(root)
     if not run.jobs:
         raise FileNotFoundError(f"{root}: no job directories (no */.hydra/overrides.yaml)")
-    _, rows = build_rows(run)
-    if len(rows) != 1:
-        raise ValueError(f"{root}: expected one setting swept over seeds, found {len(rows)}: {[r.label for r in rows]}")
-    row = rows[0]
-    preset = preset_name(root, run.jobs)
-    notes = [f"{preset}: {line}" for line in run.problems()]
-    if len(row.finished) < MIN_SEEDS:
-        notes.append(f"{preset}: only {len(row.finished)} finished seeds (want >= {MIN_SEEDS})")
-    episodes = {(job.config.get("eval") or {}).get("episodes") for job in row.finished}
-    if any(e is None or e < MIN_EVAL_EPISODES for e in episodes):
-        notes.append(f"{preset}: eval.episodes {sorted(map(str, episodes))} (want >= {MIN_EVAL_EPISODES})")
-
-    budgets = {job.config.get("total_steps") for job in row.finished}
-    budget = budgets.pop() if len(budgets) == 1 else None
-    mean_return, _ = mean_std(row.values("eval_return_mean"))
-    walls = [w for w in (wall_to_threshold(job, row.threshold) for job in row.finished) if w is not None] \
-        if row.threshold is not None else []
-    target, verdict = target_cell(preset, budget, mean_return)
-
-    png = None
-    if row.finished:
-        png = plot_learning_curves({preset: row.finished}, figures / f"{preset}.png",
-                                   title=f"{preset} ({row.env_id}), mean ± std over {len(row.finished)} seeds")
-    curve_link = f"[png]({os.path.relpath(png, page_dir)})" if png else "-"
-    threshold = "-" if row.threshold is None else f"{row.threshold:g}"
-    cells = [
-        f"`{preset}`", row.env_id or "-", f"{len(row.finished)}/{len(row.jobs)}",
-        f"{budget:,}" if budget else "-",
-        fmt_mean_std(row.values("eval_return_mean")),
-        threshold,
-        reached_cell(row.steps_to_threshold(), row, "{:,.0f}"),
-        reached_cell(walls, row, "{:.1f}"),
-        fmt_mean_std(row.values("sps"), "{:,.0f}"),
-        target, verdict, curve_link,
-        f"`{reproduce_command(root)}`", machine,
-    ]
-    return "| " + " | ".join(cells) + " |", notes
+    problems = run.problems()
+    if problems:
+        raise ValueError(f"{root}: not every job finished: " + "; ".join(problems))
+    name = name or root.name
+    command = reproduce_command(root)
+    paths = []
+    for job in run.jobs:
+        env_id = (job.summary or {}).get("env_id")
+        record = make_record(job, table=table, name=name, command=command, threshold=reward_threshold(env_id),
+                             fallback_versions=software_versions(env_id), fallback_machine=machine_description())
+        paths.append(write_record(record, data_dir))
+    return paths
 
 
-HEADER = ["preset", "env", "seeds", "steps", "final eval return", "env threshold", "steps to threshold",
-          "wall time to threshold (s)", "steps/s", "target", "reached", "curves", "command", "machine"]
+# -- build ----------------------------------------------------------------------------------
+def cell_mean_std(values: Sequence[float], fmt: str, of: int) -> str:
+    if not values:
+        return "never"
+    text = fmt_mean_std(values, fmt)
+    return text if len(values) == of else f"{text} ({len(values)}/{of} seeds)"
 
 
-def not_run_lines(done: set[str], reason: str) -> list[str]:
-    presets = sorted(p.stem for p in (ROOT / "conf" / "hparams").glob("*.yaml"))
-    lines = []
-    for preset in presets:
-        if preset in done:
+def same(records: Sequence[Record], key: Callable[[Record], object]) -> object:
+    values = {repr(key(r)) for r in records}
+    if len(values) != 1:
+        names = {r["name"] for r in records}
+        raise ValueError(f"records of {sorted(names)} disagree on a value every seed must share: {sorted(values)}")
+    return key(records[0])
+
+
+def machine_cell(records: Sequence[Record]) -> str:
+    machines = sorted({f"{r['machine']}, torch {r['versions'].get('torch')}" for r in records})
+    return "; ".join(machines)
+
+
+def target_cells(name: str, budget: Optional[int], mean: Optional[float], targets: dict) -> tuple[str, str]:
+    target = targets.get(name)
+    if target is None:
+        return "-", "- (no target)"
+    where = f"{target['return']:g}" + (f" at {target['steps']:,}" if target.get("steps") else "")
+    if mean is None:
+        return where, "no (no finished run)"
+    verdict = "yes" if mean >= target["return"] else f"no ({mean:.1f})"
+    if target.get("steps") and budget is not None and budget != target["steps"]:
+        verdict += f" (ran {budget:,} steps, target is for {target['steps']:,})"
+    return where, verdict
+
+
+def link(path: Path) -> str:
+    return os.path.relpath(path, PAGE.parent)
+
+
+def tuned_table(groups: dict, refs: dict) -> list[str]:
+    header = ["preset", "env", "seeds", "steps", "final eval return", "env threshold", "steps to threshold",
+              "wall time to threshold (s)", "steps/s", "target", "reached", "curves", "data", "command", "machine"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for (table, name), records in sorted(groups.items()):
+        if table != "tuned":
             continue
-        target = TARGETS.get(preset)
-        aim = f"target {target[1]:g}" + (f" at {target[0]:,} steps" if target[0] else "") if target else "no target"
-        lines.append(f"- `{preset}` ({aim}): {reason}")
+        finals = [r.final_return for r in records if r.final_return is not None]
+        threshold = same(records, lambda r: r.get("threshold"))
+        budget = same(records, lambda r: r["config"].get("total_steps"))
+        mean, _ = mean_std(finals)
+        target, verdict = target_cells(name, budget, mean, refs.get("targets", {}))
+        reached = [r["steps_to_threshold"] for r in records if r.get("steps_to_threshold") is not None]
+        walls = [r["wall_to_threshold_s"] for r in records if r.get("wall_to_threshold_s") is not None]
+        cells = [
+            f"`{name}`", same(records, lambda r: r["env_id"]), ", ".join(str(r["seed"]) for r in records),
+            f"{budget:,}" if budget else "-", fmt_mean_std(finals),
+            "-" if threshold is None else f"{threshold:g}",
+            "- (no threshold)" if threshold is None else cell_mean_std(reached, "{:,.0f}", len(records)),
+            "- (no threshold)" if threshold is None else cell_mean_std(walls, "{:.1f}", len(records)),
+            fmt_mean_std([r["sps"] for r in records], "{:,.0f}"), target, verdict,
+            f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
+            f"`{same(records, lambda r: r['command'])}`", machine_cell(records),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
+    """Rows of every record group of a table, with each seed's final return and the share of
+    seeds at the target (for a table where what every seed does matters, like the recurrent one)."""
+
+    def render(groups: dict, refs: dict) -> list[str]:
+        header = ["preset", "env", "seeds", "steps", "final eval return, per seed", "mean ± std", "target",
+                  "seeds at the target", "reference", "curves", "data", "command"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        for (table, name), records in sorted(groups.items()):
+            if table != table_name:
+                continue
+            finals = [r.final_return for r in records]
+            target = refs.get("targets", {}).get(name)
+            at_target = "-" if target is None else f"{sum(f >= target['return'] for f in finals)}/{len(finals)}"
+            published = refs.get("published", {}).get(refs.get("compare", {}).get(name, ""), None)
+            reference = "-" if published is None else published["label"]
+            budget = same(records, lambda r: r["config"].get("total_steps"))
+            env = same(records, lambda r: r["env_id"])
+            masked = same(records, lambda r: (r["config"].get("env") or {}).get("mask_velocity"))
+            cells = [
+                f"`{name}`", env + (", no velocities" if masked else ""), ", ".join(str(r["seed"]) for r in records),
+                f"{budget:,}" if budget else "-", ", ".join(f"{f:.1f}" for f in finals), fmt_mean_std(finals),
+                "-" if target is None else f"{target['return']:g}", at_target, reference,
+                f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
+                f"`{same(records, lambda r: r['command'])}`",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        return lines
+
+    return render
+
+
+def references_table(groups: dict, refs: dict) -> list[str]:
+    """The published figures, each linked to the file, line and commit it was read at; then the targets."""
+    lines = ["| id | figure | where it is written |", "|---|---|---|"]
+    for key, ref in sorted(refs.get("published", {}).items()):
+        src = ref["source"]
+        url = f"https://github.com/{src['repo']}/blob/{src['commit']}/{src['path']}" + (f"#L{src['line']}" if src.get("line") else "")
+        where = f"[{src['repo']} {src['path']}" + (f" line {src['line']}" if src.get("line") else "") + f" at {src['commit'][:10]}]({url})"
+        quote = src.get("quote", "").replace("|", "\\|")
+        lines.append(f"| `{key}` | {ref['label']} | {where}: `{quote}` |")
+    lines += ["", "| preset | target | at | why |", "|---|---|---|---|"]
+    for preset, target in sorted(refs.get("targets", {}).items()):
+        at = f"{target['steps']:,} steps" if target.get("steps") else "its budget"
+        lines.append(f"| `{preset}` | {target['return']:g} | {at} | {target['why']} |")
+    return lines
+
+
+TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
+    "tuned": tuned_table,
+    "recurrent": per_seed_table("recurrent"),
+    "references": references_table,
+}
+
+
+def render(template: str, groups: dict, refs: dict) -> str:
+    out = [BANNER]
+    for line in template.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("{{table:") and stripped.endswith("}}"):
+            name = stripped[len("{{table:"):-2]
+            if name not in TABLES:
+                raise ValueError(f"{TEMPLATE.name}: unknown table {name!r} (known: {', '.join(TABLES)})")
+            out += TABLES[name](groups, refs)
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def figures(groups: dict, out_dir: Path) -> list[Path]:
+    written = []
+    for (table, name), records in sorted(groups.items()):
+        if table not in ("tuned", "recurrent"):
+            continue
+        jobs = [r.as_job() for r in records]
+        env = records[0]["env_id"]
+        written.append(plot_learning_curves({name: jobs}, out_dir / f"{name}.png",
+                                            title=f"{name} ({env}), mean ± std over {len(jobs)} seeds"))
+    return written
+
+
+def build(data: Path, template: Path, references: Path) -> tuple[str, dict]:
+    groups = load_records(data)
+    refs = yaml.safe_load(references.read_text()) or {}
+    return render(template.read_text(), groups, refs), groups
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="results_page.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("multirun_dirs", nargs="+", type=Path, help="one multirun directory per preset (>= 3 seeds)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
-    parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "results")
-    parser.add_argument("--machine", help="where the runs ran (default: this machine)")
-    parser.add_argument("--not-run-reason", default="not run here (CPU time).",
-                        help="what to say about presets without a directory")
-    parser.add_argument("--intro", type=Path, help="markdown to put under the title (e.g. notes on the runs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="keep finished multiruns as records under --data")
+    rec.add_argument("multirun_dirs", nargs="+", type=Path)
+    rec.add_argument("--table", default="tuned", help="which table of the page the rows belong to (default: tuned)")
+    rec.add_argument("--data", type=Path, default=DATA)
+    bld = sub.add_parser("build", help="write docs/results.md (and the curves) from the records")
+    bld.add_argument("--data", type=Path, default=DATA)
+    bld.add_argument("--template", type=Path, default=TEMPLATE)
+    bld.add_argument("--references", type=Path, default=REFERENCES)
+    bld.add_argument("--out", type=Path, default=PAGE)
+    bld.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out differs from what the records give")
+    bld.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
 
-    machine = args.machine or machine_description()
-    page_dir = args.out.resolve().parent
-    rows, notes, done = [], [], set()
-    for root in args.multirun_dirs:
-        try:
-            line, row_notes = preset_row(root, args.figures, machine, page_dir)
-        except (FileNotFoundError, ValueError) as error:
-            print(f"results_page.py: error: {error}", file=sys.stderr)
-            return 1
-        rows.append(line)
-        notes += row_notes
-        done.add(line.split("`")[1])
-
-    lines = ["# Results of the tuned presets", ""]
-    if args.intro:
-        lines += [args.intro.read_text().strip(), ""]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|", *rows, ""]
-    lines.append(
-        "Mean ± std over the finished seeds (ddof=0). Final eval return: each run's last deterministic evaluation "
-        f"(eval.episodes as in the command). Env threshold: Gymnasium's reward_threshold. Steps / wall time to "
-        "threshold: at the first evaluation at or above it (every eval.every_steps env steps), over the seeds that "
-        "got there; wall time counts from the run's start and includes evaluation. Steps/s excludes evaluation. "
-        "Reached: whether the mean final eval return is at or above the target (the mean is given when not). "
-        "Curves: mean ± std over seeds of evaluation and training returns against steps and wall time.")
-    if notes:
-        lines += ["", "## Short of the protocol", "", *(f"- {n}" for n in notes)]
-    missing = not_run_lines(done, args.not_run_reason)
-    if missing:
-        lines += ["", "## Not run", "", *missing]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {args.out} and {len(rows)} figure(s) under {args.figures}")
+    try:
+        if args.command == "record":
+            for root in args.multirun_dirs:
+                for path in record_multirun(root, args.table, args.data):
+                    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+            return 0
+        page, groups = build(args.data, args.template, args.references)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"results_page.py: error: {error}", file=sys.stderr)
+        return 1
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current == page:
+            print(f"{args.out} is what the records give")
+            return 0
+        diff = difflib.unified_diff(current.splitlines(), page.splitlines(), str(args.out), "from the records", lineterm="")
+        print("\n".join(list(diff)[:40]))
+        print(f"results_page.py: {args.out} differs from what the records give; "
+              "run `python scripts/results_page.py build` and commit the result", file=sys.stderr)
+        return 1
+    tmp = args.out.with_suffix(".md.tmp")
+    tmp.write_text(page)
+    tmp.replace(args.out)
+    written = [] if args.no_figures else figures(groups, FIGURES)
+    print(f"wrote {args.out} and {len(written)} figure(s)")
     return 0
 
 

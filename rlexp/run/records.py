@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import platform
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
@@ -415,6 +417,55 @@ def finite_values(values: Any) -> Optional[np.ndarray]:
 
 
 
+#: the distribution behind an env, by the start of its id or its entry point's module
+_ENV_DISTRIBUTIONS = {"ALE/": "ale-py", "MinAtar/": "minatar", "MiniGrid-": "minigrid", "BabyAI-": "minigrid",
+                      "gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
+
+
+def software_versions(env_id: Optional[str] = None) -> dict[str, str]:
+    """Versions of Python, rlexp, torch, gymnasium, numpy and of the package the env comes from
+    (ale-py, box2d, mujoco, minatar, minigrid, a PettingZoo game's package): what a result needs
+    beside its config to be reproduced."""
+    import importlib.metadata as metadata
+
+    import gymnasium
+
+    import rlexp
+
+    versions = {"python": platform.python_version(), "rlexp": rlexp.__version__, "torch": torch.__version__,
+                "gymnasium": gymnasium.__version__, "numpy": np.__version__}
+    names = []
+    if env_id:
+        module = env_id.split(":")[0]  # a game module (mpe2.simple_spread_v3) or package:callable
+        try:
+            entry = gymnasium.spec(env_id).entry_point
+            module = entry.split(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "")
+        except Exception:
+            pass
+        names = [dist for start, dist in _ENV_DISTRIBUTIONS.items() if env_id.startswith(start) or module.startswith(start)]
+        names.append(module.split(".")[0].replace("_", "-"))
+    for name in names:
+        if name and name not in versions:
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+    return versions
+
+
+def machine_description() -> str:
+    """CPU model, core count and OS of this machine, e.g. "AMD EPYC 7B13, 2 cores, Linux"."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
 def run_summary(trainer: Any, status: str) -> dict[str, Any]:
     """summary.json of a run (rlexp.run.trainer.Trainer) that ended with ``status``."""
     last = trainer.eval_history[-1] if trainer.eval_history else (trainer.global_step, float("nan"), float("nan"))
@@ -427,6 +478,7 @@ def run_summary(trainer: Any, status: str) -> dict[str, Any]:
         "eval_return_mean": last[1], "eval_return_std": last[2],
         "best_eval_return": trainer.best_eval if trainer.eval_history else None, "reached_stop_at": trainer.solved(),
         "eval_history": [list(e) for e in trainer.eval_history], "diagnostics": dict(trainer.warning_signs.fired),
+        "versions": software_versions(trainer.env_spec.id), "machine": machine_description(),
     }
     if getattr(trainer, "info_values", None):  # env.info_metrics: the last rollout/<key> and eval/<key>
         summary["info_metrics"] = dict(trainer.info_values)

@@ -1,0 +1,135 @@
+"""docs/results.md is what its committed records give, and records hold what a row needs.
+
+scripts/results_page.py: ``record`` keeps a run as JSON under docs/results/data/, ``build``
+writes the page from the template, the references and the records (rlexp/analysis/records.py).
+"""
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import ROOT
+
+import rlexp
+
+SPEC = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results_page.py")
+results_page = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(results_page)
+
+
+def test_the_committed_page_is_what_the_records_give(capsys):
+    assert results_page.main(["build", "--check"]) == 0, capsys.readouterr()
+
+
+def test_check_fails_when_a_record_is_edited(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "docs" / "results" / "data", data)
+    record = sorted(data.glob("tuned/*/seed0.json"))[0]
+    content = json.loads(record.read_text())
+    content["final_eval"]["mean"] -= 123.0
+    record.write_text(json.dumps(content))
+    assert results_page.main(["build", "--check", "--data", str(data)]) == 1
+    captured = capsys.readouterr()
+    assert "differs from what the records give" in captured.err
+    assert f"`{content['name']}`" in captured.out  # the diff shows the row that changed
+
+
+def fake_record(seed, final, evals, name="toy", table="tuned", threshold=475.0):
+    """A record as rlexp.analysis.records.make_record writes it, with numbers chosen by hand."""
+    reached = [(s, w) for s, w, m, _ in evals if m >= threshold]
+    return {
+        "record": 1, "table": table, "name": name, "seed": seed, "env_id": "CartPole-v1", "algo": "PPO",
+        "status": "finished", "command": f"python -m rlexp.cli.train -m hparams={name} seed=0,1,2",
+        "overrides": [f"seed={seed}"], "versions": {"torch": "9.9"}, "machine": "a test CPU", "versions_from": "run",
+        "steps": 40000, "updates": 10, "train_time_s": 10.0, "sps": 1000.0 * (seed + 1), "wall_time_s": 12.0,
+        "final_eval": {"mean": final, "std": 0.0, "episodes": 20}, "threshold": threshold,
+        "steps_to_threshold": reached[0][0] if reached else None, "wall_to_threshold_s": reached[0][1] if reached else None,
+        "diagnostics": {}, "eval_history": evals, "train_history": [[256, 0.1, 20.0], [40000, 10.0, 400.0]],
+        "config": {"total_steps": 40000, "env": {"id": "CartPole-v1"}},
+    }
+
+
+def write_toy_page(tmp_path, records, targets):
+    data = tmp_path / "data"
+    for record in records:
+        path = data / record["table"] / record["name"] / f"seed{record['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    (tmp_path / "template.md").write_text("# Toy\n\n{{table:tuned}}\n\n{{table:recurrent}}\n")
+    (tmp_path / "refs.yaml").write_text(yaml.safe_dump({"published": {}, "targets": targets, "compare": {}}))
+    out = tmp_path / "page.md"
+    code = results_page.main(["build", "--no-figures", "--data", str(data), "--template", str(tmp_path / "template.md"),
+                              "--references", str(tmp_path / "refs.yaml"), "--out", str(out)])
+    assert code == 0
+    return out.read_text()
+
+
+def test_a_row_is_computed_from_its_records(tmp_path):
+    records = [
+        fake_record(0, 480.0, [[10000, 2.0, 300.0, 9.0], [20000, 4.0, 480.0, 5.0], [40000, 9.0, 480.0, 5.0]]),
+        fake_record(1, 500.0, [[10000, 3.0, 400.0, 9.0], [30000, 8.0, 500.0, 0.0], [40000, 11.0, 500.0, 0.0]]),
+        fake_record(2, 490.0, [[10000, 2.0, 100.0, 9.0], [40000, 10.0, 490.0, 1.0]]),
+        fake_record(0, 20.0, [[10000, 1.0, 20.0, 1.0]], name="never"),
+    ]
+    page = write_toy_page(tmp_path, records, {"toy": {"return": 495.0, "steps": 40000, "why": "by hand"}})
+    row = next(line for line in page.splitlines() if line.startswith("| `toy`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "0, 1, 2" and cells[3] == "40,000"
+    assert cells[4] == "490.0 ± 8.2"  # mean of 480, 500, 490; std (ddof=0) sqrt(200/3)
+    assert cells[6] == "30,000 ± 8,165"  # 20k, 30k, 40k
+    assert cells[7] == "7.3 ± 2.5"  # 4, 8, 10 s
+    assert cells[8] == "2,000 ± 816"  # 1000, 2000, 3000
+    assert cells[9] == "495 at 40,000" and cells[10] == "no (490.0)"
+    never = next(line for line in page.splitlines() if line.startswith("| `never`"))
+    assert "| never | never |" in never and "- (no target)" in never
+
+
+def test_a_per_seed_row_counts_the_seeds_at_the_target(tmp_path):
+    records = [fake_record(s, final, [[40000, 9.0, final, 0.0]], name="lstm", table="recurrent")
+               for s, final in enumerate([500.0, 474.9, 475.0, 12.5])]
+    page = write_toy_page(tmp_path, records, {"lstm": {"return": 475.0, "why": "by hand"}})
+    row = next(line for line in page.splitlines() if line.startswith("| `lstm`"))
+    assert "| 0, 1, 2, 3 |" in row and "| 500.0, 474.9, 475.0, 12.5 |" in row
+    assert "| 2/4 |" in row  # 500 and 475.0 are at 475; 474.9 is not
+
+
+def test_records_that_disagree_on_the_budget_are_refused(tmp_path, capsys):
+    one, two = fake_record(0, 1.0, []), fake_record(1, 1.0, [])
+    two["config"]["total_steps"] = 80000
+    data = tmp_path / "data" / "tuned" / "toy"
+    data.mkdir(parents=True)
+    for record in (one, two):
+        (data / f"seed{record['seed']}.json").write_text(json.dumps(record))
+    code = results_page.main(["build", "--check", "--data", str(tmp_path / "data")])
+    assert code == 1
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_a_run_becomes_a_record_with_its_config_versions_and_curves(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = rlexp.train(["total_steps=3072", "eval.every_steps=1024", "eval.episodes=2", "progress=false", "seed=4"],
+                      run_dir=tmp_path / "run")
+    paths = results_page.record_multirun(run.run_dir, "tuned", tmp_path / "data", name="quick")
+    assert [p.name for p in paths] == ["seed4.json"]
+    record = json.loads(paths[0].read_text())
+    assert record["config"] == yaml.safe_load((run.run_dir / ".hydra" / "config.yaml").read_text())
+    assert record["versions_from"] == "run"
+    assert record["versions"]["rlexp"] == rlexp.__version__ and "torch" in record["versions"]
+    assert record["steps"] == run["steps"] and record["final_eval"]["mean"] == pytest.approx(run["eval_return_mean"], rel=1e-5)
+    assert [row[0] for row in record["eval_history"]] == [e[0] for e in run["eval_history"]]
+    assert all(row[1] is not None and row[1] >= 0 for row in record["eval_history"])  # seconds from TensorBoard
+    assert 0 < len(record["train_history"]) <= 150
+    assert paths[0].stat().st_size < 20_000
+
+
+def test_a_run_that_did_not_finish_is_not_recorded(tmp_path):
+    run = tmp_path / "multirun" / "0_job"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    (run / ".hydra" / "hydra.yaml").write_text("hydra: {job: {num: 0}}\n")
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(ValueError, match="not every job finished"):
+        results_page.record_multirun(tmp_path / "multirun", "tuned", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
