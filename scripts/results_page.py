@@ -2,8 +2,8 @@
 
     bash scripts/results_runs.sh                      # the runs: outputs/multirun/results/<name>
     python scripts/results_page.py record outputs/multirun/results/*   # -> docs/results/data/<table>/<name>/seed<N>.json
-    python scripts/results_page.py build              # -> docs/results.md and docs/results/<name>.png
-    python scripts/results_page.py build --check      # exit 1 if docs/results.md is not what the records give
+    python scripts/results_page.py build              # -> docs/results.md, README's results table, docs/results/<name>.png
+    python scripts/results_page.py build --check      # exit 1 if either is not what the records give
 
 The page is docs/results/template.md with each line ``{{table:<table>}}`` replaced by the
 table of that name, computed from the records (rlexp/analysis/records.py) and from the
@@ -36,6 +36,8 @@ DATA = DOCS / "results" / "data"
 TEMPLATE = DOCS / "results" / "template.md"
 REFERENCES = DOCS / "results" / "references.yaml"
 PAGE = DOCS / "results.md"
+README = ROOT / "README.md"
+README_START, README_END = "<!-- results-table: written by scripts/results_page.py build -->", "<!-- results-table end -->"
 FIGURES = DOCS / "results"
 BANNER = ("<!-- Written by `python scripts/results_page.py build` from docs/results/template.md, "
           "docs/results/references.yaml and the records under docs/results/data/. Edit those, not this file. -->")
@@ -188,6 +190,32 @@ def references_table(groups: dict, refs: dict) -> list[str]:
     return lines
 
 
+def readme_table(groups: dict, refs: dict) -> list[str]:
+    """The README's short table: every tuned preset with a target, from the same records."""
+    lines = ["| preset | budget | final eval return | per seed | target | reached |", "| --- | --- | --- | --- | --- | --- |"]
+    targets = refs.get("targets", {})
+    for (table, name), records in sorted(groups.items()):
+        if table != "tuned" or name not in targets:
+            continue
+        finals = [r.final_return for r in records]
+        budget = same(records, lambda r: r["config"].get("total_steps"))
+        target, verdict = target_cells(name, budget, mean_std(finals)[0], targets)
+        short = f"{budget / 1e6:g}M" if budget >= 1_000_000 else f"{budget / 1e3:g}k"
+        lines.append(f"| `{name}` | {short} | {fmt_mean_std(finals)} | {', '.join(f'{f:.1f}' for f in finals)} | "
+                     f"{target.split(' at ')[0]} | {verdict.split(' (ran')[0]} |")
+    return lines
+
+
+def with_readme_table(readme: str, groups: dict, refs: dict) -> str:
+    """``readme`` with the lines between its two results-table markers replaced."""
+    lines = readme.split("\n")
+    try:
+        start, end = lines.index(README_START), lines.index(README_END)
+    except ValueError:
+        raise ValueError(f"README.md lacks the lines {README_START!r} and {README_END!r} around its results table")
+    return "\n".join(lines[:start + 1] + readme_table(groups, refs) + lines[end:])
+
+
 TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
     "recurrent": per_seed_table("recurrent"),
@@ -221,10 +249,11 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
     return written
 
 
-def build(data: Path, template: Path, references: Path) -> tuple[str, dict]:
+def build(data: Path, template: Path, references: Path, readme: Optional[Path]) -> tuple[str, Optional[str], dict]:
     groups = load_records(data)
     refs = yaml.safe_load(references.read_text()) or {}
-    return render(template.read_text(), groups, refs), groups
+    readme_text = with_readme_table(readme.read_text(), groups, refs) if readme else None
+    return render(template.read_text(), groups, refs), readme_text, groups
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -239,6 +268,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     bld.add_argument("--template", type=Path, default=TEMPLATE)
     bld.add_argument("--references", type=Path, default=REFERENCES)
     bld.add_argument("--out", type=Path, default=PAGE)
+    bld.add_argument("--readme", type=Path, default=README, help="the README whose results table to write ('-': none)")
     bld.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out differs from what the records give")
     bld.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
@@ -249,25 +279,31 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for path in record_multirun(root, args.table, args.data):
                     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
             return 0
-        page, groups = build(args.data, args.template, args.references)
+        readme = None if str(args.readme) == "-" else args.readme
+        page, readme_text, groups = build(args.data, args.template, args.references, readme)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"results_page.py: error: {error}", file=sys.stderr)
         return 1
+    outputs = [(args.out, page)] + ([(readme, readme_text)] if readme else [])
     if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current == page:
-            print(f"{args.out} is what the records give")
-            return 0
-        diff = difflib.unified_diff(current.splitlines(), page.splitlines(), str(args.out), "from the records", lineterm="")
-        print("\n".join(list(diff)[:40]))
-        print(f"results_page.py: {args.out} differs from what the records give; "
-              "run `python scripts/results_page.py build` and commit the result", file=sys.stderr)
-        return 1
-    tmp = args.out.with_suffix(".md.tmp")
-    tmp.write_text(page)
-    tmp.replace(args.out)
+        stale = 0
+        for path, text in outputs:
+            current = path.read_text() if path.exists() else ""
+            if current != text:
+                stale += 1
+                diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "from the records", lineterm="")
+                print("\n".join(list(diff)[:40]))
+                print(f"results_page.py: {path} differs from what the records give; "
+                      "run `python scripts/results_page.py build` and commit the result", file=sys.stderr)
+        if not stale:
+            print(f"{' and '.join(str(p) for p, _ in outputs)}: what the records give")
+        return 1 if stale else 0
+    for path, text in outputs:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     written = [] if args.no_figures else figures(groups, FIGURES)
-    print(f"wrote {args.out} and {len(written)} figure(s)")
+    print(f"wrote {' and '.join(str(p) for p, _ in outputs)} and {len(written)} figure(s)")
     return 0
 
 

@@ -61,7 +61,7 @@ def write_toy_page(tmp_path, records, targets):
     (tmp_path / "refs.yaml").write_text(yaml.safe_dump({"published": {}, "targets": targets, "compare": {}}))
     out = tmp_path / "page.md"
     code = results_page.main(["build", "--no-figures", "--data", str(data), "--template", str(tmp_path / "template.md"),
-                              "--references", str(tmp_path / "refs.yaml"), "--out", str(out)])
+                              "--references", str(tmp_path / "refs.yaml"), "--out", str(out), "--readme", "-"])
     assert code == 0
     return out.read_text()
 
@@ -102,7 +102,7 @@ def test_records_that_disagree_on_the_budget_are_refused(tmp_path, capsys):
     data.mkdir(parents=True)
     for record in (one, two):
         (data / f"seed{record['seed']}.json").write_text(json.dumps(record))
-    code = results_page.main(["build", "--check", "--data", str(tmp_path / "data")])
+    code = results_page.main(["build", "--check", "--data", str(tmp_path / "data"), "--readme", "-"])
     assert code == 1
     assert "disagree" in capsys.readouterr().err
 
