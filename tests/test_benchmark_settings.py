@@ -107,6 +107,7 @@ def test_sb3_settings_match_the_rlexp_preset(compose_cfg, name):
     assert not differ, f"{name}: rlexp's value != SB3's: {differ}"
 
 
+@pytest.mark.slow  # 16 s: the benchmark script's worker, not the library
 def test_rlexp_worker_reports_its_update_path_and_takes_overrides():
     """The rlexp side of the benchmark in a fresh process, shortened: the fast CPU path by
     default, autograd with fast_cpu=false, and the table says which one ran."""

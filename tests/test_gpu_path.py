@@ -58,6 +58,7 @@ def test_gpu_preset_learns_on_cpu(tmp_path):
     assert summary["reached_stop_at"] and summary["eval_return_mean"] >= 475 and summary["steps"] < 600_000
 
 
+@pytest.mark.slow  # 15 s: the GPU benchmark script's CPU path; the GPU path's mechanics are tested above
 def test_benchmark_gpu_script_runs_on_cpu(tmp_path):
     """scripts/benchmark_gpu.py end to end on its CPU-sized variant: one worker process,
     a markdown table and the raw results."""

@@ -56,6 +56,7 @@ def test_reductions_by_map(tmp_path):
         assert value == pytest.approx(10 * tags["eval/return_mean"][step], abs=1e-5)
 
 
+@pytest.mark.slow  # 15 s: whole Atari games; the info path itself is tested on FrozenLake above
 def test_ale_frame_counter_at_game_end(tmp_path):
     pytest.importorskip("ale_py")
     run = tmp_path / "run"

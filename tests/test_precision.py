@@ -98,6 +98,7 @@ def test_unknown_precision_names_the_key_and_fast_cpu_steps_aside():
         algo.enable_fast_cpu("true", cpu, compiled=False)
 
 
+@pytest.mark.slow  # 16 s: a whole bf16 Atari run; bf16 numerics and export are tested on the layers above and below
 def test_a_bf16_atari_run_checkpoints_and_evaluates_in_bf16(tmp_path):
     """ppo_atari with network.precision=bf16 for one update; rlexp-eval rebuilds the bf16 network
     from the run's config and plays a game of Pong with it."""
