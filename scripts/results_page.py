@@ -139,6 +139,12 @@ def tuned_table(groups: dict, refs: dict) -> list[str]:
             f"`{same(records, lambda r: r['command'])}`", machine_cell(records),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    recorded = {name for table, name in groups}
+    missing = [f"`{name}` ({target['return']:g}" + (f" at {target['steps']:,} steps)" if target.get("steps") else ")")
+               for name, target in sorted(refs.get("targets", {}).items()) if name not in recorded]
+    if missing:
+        lines += ["", "Presets with a target and no record yet (the notes below say what their last runs gave): "
+                  + ", ".join(missing) + "."]
     return lines
 
 
@@ -237,7 +243,12 @@ def render(template: str, groups: dict, refs: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+#: a row ending in this is its preset without the recurrent core; both are drawn together too
+NO_CORE = "_nocore"
+
+
 def figures(groups: dict, out_dir: Path) -> list[Path]:
+    """One figure per row (docs/results/<row>.png), and <row>_vs_mlp.png for a row with a _nocore twin."""
     written = []
     for (table, name), records in sorted(groups.items()):
         if table not in ("tuned", "recurrent"):
@@ -246,6 +257,11 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
         env = records[0]["env_id"]
         written.append(plot_learning_curves({name: jobs}, out_dir / f"{name}.png",
                                             title=f"{name} ({env}), mean ± std over {len(jobs)} seeds"))
+        twin = groups.get((table, name + NO_CORE))
+        if twin:
+            written.append(plot_learning_curves(
+                {name: jobs, f"{name}, network.recurrent=null": [r.as_job() for r in twin]}, out_dir / f"{name}_vs_mlp.png",
+                title=f"{name} ({env}) with and without its recurrent core, mean ± std over seeds"))
     return written
 
 
@@ -270,6 +286,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     bld.add_argument("--out", type=Path, default=PAGE)
     bld.add_argument("--readme", type=Path, default=README, help="the README whose results table to write ('-': none)")
     bld.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out differs from what the records give")
+    bld.add_argument("--figures", type=Path, default=FIGURES, help="where the curves go (default: docs/results)")
     bld.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
 
@@ -302,7 +319,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    written = [] if args.no_figures else figures(groups, FIGURES)
+    written = [] if args.no_figures else figures(groups, args.figures)
     print(f"wrote {' and '.join(str(p) for p, _ in outputs)} and {len(written)} figure(s)")
     return 0
 
