@@ -160,6 +160,7 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
             if table != table_name:
                 continue
             finals = [r.final_return for r in records]
+            fmt = "{:.3f}" if max(abs(f) for f in finals) < 10 else "{:.1f}"  # returns of at most 1 (success rates) need 3 places
             target = refs.get("targets", {}).get(name)
             at_target = "-" if target is None else f"{sum(f >= target['return'] for f in finals)}/{len(finals)}"
             published = refs.get("published", {}).get(refs.get("compare", {}).get(name, ""), None)
@@ -169,7 +170,7 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
             masked = same(records, lambda r: (r["config"].get("env") or {}).get("mask_velocity"))
             cells = [
                 f"`{name}`", env + (", no velocities" if masked else ""), ", ".join(str(r["seed"]) for r in records),
-                f"{budget:,}" if budget else "-", ", ".join(f"{f:.1f}" for f in finals), fmt_mean_std(finals),
+                f"{budget:,}" if budget else "-", ", ".join(fmt.format(f) for f in finals), fmt_mean_std(finals, fmt),
                 "-" if target is None else f"{target['return']:g}", at_target, reference,
                 f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
                 f"`{same(records, lambda r: r['command'])}`",
@@ -225,6 +226,7 @@ def with_readme_table(readme: str, groups: dict, refs: dict) -> str:
 TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
     "recurrent": per_seed_table("recurrent"),
+    "spaces": per_seed_table("spaces"),
     "references": references_table,
 }
 
@@ -251,7 +253,7 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
     """One figure per row (docs/results/<row>.png), and <row>_vs_mlp.png for a row with a _nocore twin."""
     written = []
     for (table, name), records in sorted(groups.items()):
-        if table not in ("tuned", "recurrent"):
+        if table not in ("tuned", "recurrent", "spaces"):
             continue
         jobs = [r.as_job() for r in records]
         env = records[0]["env_id"]
