@@ -51,7 +51,8 @@ def fake_record(seed, final, evals, name="toy", table="tuned", threshold=475.0):
     }
 
 
-def write_toy_page(tmp_path, records, targets):
+def write_toy_page(tmp_path, records, targets, figures=None):
+    """Build a page of the given records with a template of the tuned and recurrent tables."""
     data = tmp_path / "data"
     for record in records:
         path = data / record["table"] / record["name"] / f"seed{record['seed']}.json"
@@ -60,7 +61,8 @@ def write_toy_page(tmp_path, records, targets):
     (tmp_path / "template.md").write_text("# Toy\n\n{{table:tuned}}\n\n{{table:recurrent}}\n")
     (tmp_path / "refs.yaml").write_text(yaml.safe_dump({"published": {}, "targets": targets, "compare": {}}))
     out = tmp_path / "page.md"
-    code = results_page.main(["build", "--no-figures", "--data", str(data), "--template", str(tmp_path / "template.md"),
+    drawing = ["--figures", str(figures)] if figures else ["--no-figures"]
+    code = results_page.main(["build", *drawing, "--data", str(data), "--template", str(tmp_path / "template.md"),
                               "--references", str(tmp_path / "refs.yaml"), "--out", str(out), "--readme", "-"])
     assert code == 0
     return out.read_text()
@@ -138,16 +140,6 @@ def test_a_run_that_did_not_finish_is_not_recorded(tmp_path):
 def test_build_draws_a_figure_per_row_and_one_with_the_coreless_twin(tmp_path):
     evals = [[10000, 2.0, 30.0, 1.0], [20000, 4.0, 60.0, 1.0]]
     records = [fake_record(s, 60.0, evals, name=name, table="recurrent") for s in (0, 1) for name in ("lstm", "lstm_nocore")]
-    data = tmp_path / "data"
-    for record in records:
-        path = data / record["table"] / record["name"] / f"seed{record['seed']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
-    (tmp_path / "template.md").write_text("{{table:recurrent}}\n")
-    (tmp_path / "refs.yaml").write_text("{}\n")
-    code = results_page.main(["build", "--data", str(data), "--template", str(tmp_path / "template.md"), "--references",
-                              str(tmp_path / "refs.yaml"), "--out", str(tmp_path / "page.md"), "--readme", "-",
-                              "--figures", str(tmp_path / "fig")])
-    assert code == 0
+    write_toy_page(tmp_path, records, {}, figures=tmp_path / "fig")
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["lstm.png", "lstm_nocore.png", "lstm_vs_mlp.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (tmp_path / "fig").iterdir())
