@@ -143,3 +143,20 @@ def test_build_draws_a_figure_per_row_and_one_with_the_coreless_twin(tmp_path):
     write_toy_page(tmp_path, records, {}, figures=tmp_path / "fig")
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["lstm.png", "lstm_nocore.png", "lstm_vs_mlp.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (tmp_path / "fig").iterdir())
+
+
+@pytest.mark.parametrize("env_id,package", [("LunarLander-v3", "box2d"), ("HalfCheetah-v5", "mujoco"), ("ALE/Pong-v5", "ale-py"),
+                                            ("MinAtar/Breakout-v1", "minatar"), ("mpe2.simple_spread_v3", "mpe2")])
+def test_a_run_names_the_version_of_the_package_its_env_comes_from(env_id, package):
+    import importlib.metadata
+
+    from rlexp.run.records import software_versions
+
+    try:
+        expected = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{package} is not installed")
+    versions = software_versions(env_id)
+    assert versions[package] == expected
+    assert {"python", "rlexp", "torch", "gymnasium", "numpy"} <= set(versions)
+    assert set(software_versions("CartPole-v1")) == {"python", "rlexp", "torch", "gymnasium", "numpy"}
