@@ -148,13 +148,22 @@ def tuned_table(groups: dict, refs: dict) -> list[str]:
     return lines
 
 
+def first_at_threshold(records: Sequence[Record]) -> str:
+    threshold = same(records, lambda r: r.get("threshold"))
+    if threshold is None:
+        return "- (no threshold)"
+    steps = [r.get("steps_to_threshold") for r in records]
+    return f"{threshold:g}: " + ", ".join("never" if s is None else f"{s:,}" for s in steps)
+
+
 def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
     """Rows of every record group of a table, with each seed's final return and the share of
     seeds at the target (for a table where what every seed does matters, like the recurrent one)."""
 
     def render(groups: dict, refs: dict) -> list[str]:
         header = ["preset", "env", "seeds", "steps", "final eval return, per seed", "mean ± std", "target",
-                  "seeds at the target", "reference", "curves", "data", "command"]
+                  "seeds at the target", "first evaluation at the env threshold (steps, per seed)", "reference", "curves",
+                  "data", "command"]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for (table, name), records in sorted(groups.items()):
             if table != table_name:
@@ -171,7 +180,7 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
             cells = [
                 f"`{name}`", env + (", no velocities" if masked else ""), ", ".join(str(r["seed"]) for r in records),
                 f"{budget:,}" if budget else "-", ", ".join(fmt.format(f) for f in finals), fmt_mean_std(finals, fmt),
-                "-" if target is None else f"{target['return']:g}", at_target, reference,
+                "-" if target is None else f"{target['return']:g}", at_target, first_at_threshold(records), reference,
                 f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
                 f"`{same(records, lambda r: r['command'])}`",
             ]
