@@ -430,9 +430,11 @@ def software_versions(env_id: Optional[str] = None) -> dict[str, str]:
 
     import gymnasium
 
-    import rlexp
-
-    versions = {"python": platform.python_version(), "rlexp": rlexp.__version__, "torch": torch.__version__,
+    try:
+        own = metadata.version("rlexp")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        own = "not installed"
+    versions = {"python": platform.python_version(), "rlexp": own, "torch": torch.__version__,
                 "gymnasium": gymnasium.__version__, "numpy": np.__version__}
     names = []
     if env_id:
