@@ -145,7 +145,8 @@ class NetworkSchema:
     hidden_sizes: List[int] = MISSING
     activation: str = MISSING
     shared: bool = MISSING
-    ortho_init: bool = MISSING
+    init: str = "orthogonal"  # orthogonal | lecun_normal | torch (rlexp.networks.encoders.INITS)
+    ortho_init: Optional[bool] = None  # init's older, SB3-style name: true = orthogonal, false = torch
     log_std_init: Optional[float] = MISSING
     use_sde: bool = MISSING
     sde_sample_freq: int = MISSING

@@ -44,11 +44,11 @@ def sb3_side(case) -> dict[str, object]:
         assert kwargs["enable_critic_lstm"] is True and kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"]
         out.update({"network.recurrent": "lstm", "network.recurrent_size": kwargs["lstm_hidden_size"], "network.shared": False,
                     "network.hidden_sizes": kwargs["net_arch"]["pi"], "network.activation": kwargs["activation_fn"],
-                    "network.ortho_init": kwargs["ortho_init"]})
+                    "network.init": "orthogonal" if kwargs["ortho_init"] else "torch"})
     elif kwargs is not None:  # MlpPolicy's own layers (tanh, orthogonal init), separate for actor and critic
         assert set(kwargs) == {"net_arch"} and kwargs["net_arch"]["pi"] == kwargs["net_arch"]["vf"], kwargs
         out.update({"network.hidden_sizes": kwargs["net_arch"]["pi"], "network.shared": False, "network.activation": "tanh",
-                    "network.ortho_init": True})
+                    "network.init": "orthogonal"})
     out.update({f"algo.{key}": value for key, value in sb3.items()})  # the rest share SB3's names
     # VecNormalize (clip_reward acts only with norm_reward); inf is no clipping, rlexp's null
     norm_reward = case.normalize and case.normalize_reward

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rlexp.errors import ConfigError, require
-from rlexp.networks.encoders import ACTIVATIONS, CnnSpec, EntryEncoder, make_encoder, mlp, orthogonal_init
+from rlexp.networks.encoders import ACTIVATIONS, INITS, CnnSpec, EntryEncoder, lecun_normal_init, make_encoder, mlp, orthogonal_init
 from rlexp.networks.heads import make_action_head
 from rlexp.networks.recurrent import CORES, RecurrentCore
 from rlexp.data.observations import AGENT_ID_KEY, MASK_KEY, POLICY_KEY, STATE_KEY, Tree, is_mask_space, lead_shape, tree_map
@@ -36,6 +36,19 @@ def native_bf16(device: torch.device) -> bool:
         except (AttributeError, RuntimeError):  # a private query: absent from some builds
             return False
     return False
+
+
+def resolve_init(init: Optional[str], ortho_init: Optional[bool]) -> str:
+    """network.init from the config: ``ortho_init`` is its older, SB3-style name (true: orthogonal,
+    false: torch) and still works; given both, they must agree unless init is the default."""
+    require(init is None or init in INITS, "init", f"must be one of {', '.join(INITS)}, got {init!r}")
+    if ortho_init is None:
+        return init or "orthogonal"
+    old = "orthogonal" if ortho_init else "torch"
+    if init not in (None, "orthogonal", old):
+        raise ConfigError("init", f"network.init={init} and network.ortho_init={ortho_init} disagree: "
+                                  "set network.init only (ortho_init is its old name)")
+    return old
 
 
 class ActorCritic(nn.Module):
@@ -83,7 +96,8 @@ class ActorCritic(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         shared: bool = False,
-        ortho_init: bool = True,
+        init: Optional[str] = None,
+        ortho_init: Optional[bool] = None,
         log_std_init: Optional[float] = None,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
@@ -96,6 +110,7 @@ class ActorCritic(nn.Module):
         mask_input: bool = False,
     ):
         super().__init__()
+        init = resolve_init(init, ortho_init)
         require(precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
         hidden_sizes = [int(h) for h in hidden_sizes]
@@ -133,7 +148,10 @@ class ActorCritic(nn.Module):
         out = hidden_sizes[-1] if hidden_sizes else features
         self.action_head = make_action_head(action_space, out, 0.0 if log_std_init is None else log_std_init, use_sde, sde_sample_freq)
         self.value_head = nn.Linear(out, 1)
-        if ortho_init:
+        self.init = init
+        if init == "lecun_normal":
+            lecun_normal_init(self)
+        elif init == "orthogonal":
             orthogonal_init(self.actor_encoder, math.sqrt(2))
             orthogonal_init(self.critic_encoder, math.sqrt(2))
             orthogonal_init(self.actor_body, math.sqrt(2))
@@ -237,7 +255,7 @@ class RecurrentActorCritic(ActorCritic):
                 f"must be a positive int, got {recurrent_layers!r}")
         super().__init__(observation_space, action_space, shared=shared, recurrent=recurrent, recurrent_size=recurrent_size, **kwargs)
         features = self.actor_encoder.out_features
-        orthogonal = kwargs.get("ortho_init", True)
+        orthogonal = self.init == "orthogonal"  # else the cores keep PyTorch's own init
         self.actor_core = RecurrentCore(recurrent, features, recurrent_size, recurrent_layers, orthogonal)
         self.critic_core = self.actor_core if shared else RecurrentCore(recurrent, features, recurrent_size, recurrent_layers, orthogonal)
         self.recurrent = recurrent

@@ -42,11 +42,35 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], activation: str) -> nn.Se
     return nn.Sequential(*layers)
 
 
+#: network.init: how the linear and convolution layers start
+#:   orthogonal    SB3's and CleanRL's: orthogonal weights (gain sqrt(2) in the bodies, 0.01 at the
+#:                 policy's output, 1 at the value's), zero biases
+#:   lecun_normal  flax's default (gymnax-blines' networks): weights from a normal of variance
+#:                 1 / fan_in truncated at two standard deviations, biases uniform in [0, 0.05)
+#:                 as gymnax-blines' MLPs set them; every layer alike, the heads included
+#:   torch         each layer's own PyTorch init, untouched
+INITS = ("orthogonal", "lecun_normal", "torch")
+# the standard deviation of a unit normal truncated to [-2, 2]: flax divides by it so that the
+# truncated draws keep the variance asked for
+_TRUNCATED_STD = 0.87962566103423978
+
+
 def orthogonal_init(module: nn.Module, gain: float) -> None:
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.zeros_(layer.bias)
+
+
+def lecun_normal_init(module: nn.Module, bias_high: float = 0.05) -> None:
+    """Weights ~ normal(0, 1/fan_in) truncated at 2 standard deviations (flax's lecun_normal),
+    biases ~ uniform[0, bias_high) (gymnax-blines' ``bias_init``)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            fan_in = layer.weight[0].numel()
+            std = (1.0 / fan_in) ** 0.5 / _TRUNCATED_STD
+            nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
+            nn.init.uniform_(layer.bias, 0.0, bias_high)
 
 
 # -- which space is an image ------------------------------------------------------------
