@@ -190,6 +190,50 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
     return render
 
 
+#: a probes row named ``<prefix>_base`` is the unchanged preset the rows sharing its prefix change once
+BASE = "_base"
+
+
+def probe_groups(groups: dict) -> dict[str, list[tuple[str, list[Record]]]]:
+    """The probes table's rows by prefix (``breakout_init_lecun`` -> ``breakout``), the base row first."""
+    by_prefix: dict[str, list[tuple[str, list[Record]]]] = {}
+    for (table, name), records in sorted(groups.items()):
+        if table == "probes":
+            by_prefix.setdefault(name.split("_")[0], []).append((name, records))
+    for rows in by_prefix.values():
+        rows.sort(key=lambda row: (not row[0].endswith(BASE), row[0]))
+    return by_prefix
+
+
+def change_from_base(records: Sequence[Record], base: Optional[Sequence[Record]]) -> str:
+    """The overrides a probe adds to its base row's (seeds aside), as one cell."""
+    if base is None:
+        raise ValueError(f"probes row {records[0]['name']!r} has no {records[0]['name'].split('_')[0]}{BASE} row to compare with")
+    ours, theirs = set(records[0]["overrides"]), set(base[0]["overrides"])
+    added = sorted(o for o in ours - theirs if not o.startswith("seed="))
+    return ", ".join(f"`{o}`" for o in added) if added else "none (the base row)"
+
+
+def probes_table(groups: dict, refs: dict) -> list[str]:
+    """Short runs of one preset, each row with one change from its base row: each seed's final
+    and best evaluation, and the mean of the finals."""
+    header = ["probe", "change from the base row", "seeds", "steps", "final eval return, per seed", "mean",
+              "best evaluation, per seed (at step)", "data"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for rows in probe_groups(groups).values():
+        base = rows[0][1] if rows[0][0].endswith(BASE) else None
+        for name, records in rows:
+            finals = [r.final_return for r in records]
+            best = [max((row for row in r["eval_history"] if row[2] is not None), key=lambda row: row[2]) for r in records]
+            budget = same(records, lambda r: r["config"].get("total_steps"))
+            cells = [f"`{name}`", change_from_base(records, base), ", ".join(str(r["seed"]) for r in records),
+                     f"{budget:,}", ", ".join(f"{f:.1f}" for f in finals), f"{sum(finals) / len(finals):.1f}",
+                     ", ".join(f"{b[2]:.1f} ({b[0] / 1e6:.2f}M)" for b in best),
+                     f"[{len(records)} records]({link(DATA / 'probes' / name)})"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def references_table(groups: dict, refs: dict) -> list[str]:
     """The published figures, each linked to the file, line and commit it was read at; then the targets."""
     lines = ["| id | figure | where it is written |", "|---|---|---|"]
@@ -236,6 +280,7 @@ TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
     "recurrent": per_seed_table("recurrent"),
     "spaces": per_seed_table("spaces"),
+    "probes": probes_table,
     "references": references_table,
 }
 
@@ -273,6 +318,11 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
             written.append(plot_learning_curves(
                 {name: jobs, f"{name}, network.recurrent=null": [r.as_job() for r in twin]}, out_dir / f"{name}_vs_mlp.png",
                 title=f"{name} ({env}) with and without its recurrent core, mean ± std over seeds"))
+    for prefix, rows in probe_groups(groups).items():  # every probe of a preset on one figure
+        env = rows[0][1][0]["env_id"]
+        written.append(plot_learning_curves({name: [r.as_job() for r in records] for name, records in rows},
+                                            out_dir / f"probes_{prefix}.png",
+                                            title=f"{env}: one change at a time, mean ± std over seeds"))
     return written
 
 

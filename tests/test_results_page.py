@@ -51,14 +51,14 @@ def fake_record(seed, final, evals, name="toy", table="tuned", threshold=475.0):
     }
 
 
-def write_toy_page(tmp_path, records, targets, figures=None):
-    """Build a page of the given records with a template of the tuned and recurrent tables."""
+def write_toy_page(tmp_path, records, targets, figures=None, tables=("tuned", "recurrent")):
+    """Build a page of the given records with a template of the given tables."""
     data = tmp_path / "data"
     for record in records:
         path = data / record["table"] / record["name"] / f"seed{record['seed']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record))
-    (tmp_path / "template.md").write_text("# Toy\n\n{{table:tuned}}\n\n{{table:recurrent}}\n")
+    (tmp_path / "template.md").write_text("# Toy\n\n" + "\n\n".join(f"{{{{table:{t}}}}}" for t in tables) + "\n")
     (tmp_path / "refs.yaml").write_text(yaml.safe_dump({"published": {}, "targets": targets, "compare": {}}))
     out = tmp_path / "page.md"
     drawing = ["--figures", str(figures)] if figures else ["--no-figures"]
@@ -160,3 +160,36 @@ def test_a_run_names_the_version_of_the_package_its_env_comes_from(env_id, packa
     assert versions[package] == expected
     assert {"python", "rlexp", "torch", "gymnasium", "numpy"} <= set(versions)
     assert set(software_versions("CartPole-v1")) == {"python", "rlexp", "torch", "gymnasium", "numpy"}
+
+
+def test_a_probe_row_names_its_one_change_and_its_seeds_best_evaluation(tmp_path):
+    def probe(name, seed, final, evals, *extra):
+        record = fake_record(seed, final, [[step * 10_000, *rest] for step, *rest in evals], name=name, table="probes",
+                             threshold=1e9)
+        record["overrides"] = ["hparams=ppo_minatar_mlp", *extra, f"seed={seed}"]
+        return record
+
+    records = [
+        probe("game_base", 0, 15.5, [[100, 1.0, 6.0, 0.0], [200, 2.0, 16.4, 1.0], [300, 3.0, 15.5, 2.0]]),
+        probe("game_base", 1, 11.1, [[100, 1.0, 6.0, 0.0], [300, 3.0, 11.1, 1.0]]),
+        probe("game_a_gamma", 1, 7.0, [[100, 1.0, 7.5, 0.0], [300, 3.0, 7.0, 0.0]], "algo.gamma=0.99"),
+        probe("game_a_gamma", 2, 20.0, [[100, 1.0, 6.0, 0.0], [300, 3.0, 20.0, 0.0]], "algo.gamma=0.99"),
+    ]
+    figures = tmp_path / "figures"
+    page = write_toy_page(tmp_path, records, {}, figures=figures, tables=("probes",))
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in page.splitlines() if line.startswith("| `game_")]
+    assert [r[0] for r in rows] == ["`game_base`", "`game_a_gamma`"]  # the base row first
+    base, gamma = rows
+    assert base[1] == "none (the base row)" and gamma[1] == "`algo.gamma=0.99`"  # other seeds are no change
+    assert base[2] == "0, 1" and gamma[2] == "1, 2"
+    assert base[4] == "15.5, 11.1" and base[5] == "13.3"
+    assert base[6] == "16.4 (2.00M), 11.1 (3.00M)"
+    assert gamma[4] == "7.0, 20.0" and gamma[5] == "13.5" and gamma[6] == "7.5 (1.00M), 20.0 (3.00M)"
+    assert (figures / "probes_game.png").stat().st_size > 10_000  # every probe on one figure
+
+
+def test_a_probe_without_its_base_row_is_refused(tmp_path, capsys):
+    record = fake_record(0, 7.0, [[100, 1.0, 7.0, 0.0]], name="game_gamma", table="probes", threshold=1e9)
+    with pytest.raises(AssertionError):
+        write_toy_page(tmp_path, [record], {}, tables=("probes",))
+    assert "no game_base row" in capsys.readouterr().err
