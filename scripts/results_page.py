@@ -190,25 +190,29 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
     return render
 
 
-#: a probes row named ``<prefix>_base`` is the unchanged preset the rows sharing its prefix change once
-BASE = "_base"
+#: a probes row named ``<base>__<change>`` changes the row ``<base>`` (of the probes table, or
+#: else of any table) once; a probes row without it is a base for others
+PROBE_SEP = "__"
 
 
 def probe_groups(groups: dict) -> dict[str, list[tuple[str, list[Record]]]]:
-    """The probes table's rows by prefix (``breakout_init_lecun`` -> ``breakout``), the base row first."""
-    by_prefix: dict[str, list[tuple[str, list[Record]]]] = {}
-    for (table, name), records in sorted(groups.items()):
-        if table == "probes":
-            by_prefix.setdefault(name.split("_")[0], []).append((name, records))
-    for rows in by_prefix.values():
-        rows.sort(key=lambda row: (not row[0].endswith(BASE), row[0]))
-    return by_prefix
+    """The probes by the row they change, that row first: {base: [(row name, records), ...]}."""
+    by_base: dict[str, list[tuple[str, list[Record]]]] = {}
+    for (table, name), _ in sorted(groups.items()):
+        if table == "probes" and PROBE_SEP in name:
+            by_base.setdefault(name.split(PROBE_SEP)[0], [])
+    for base, rows in by_base.items():
+        tables = [t for t in ["probes"] + sorted({t for t, _ in groups} - {"probes"}) if (t, base) in groups]
+        if not tables:
+            raise ValueError(f"probes row {base}{PROBE_SEP}... changes the row {base!r}, which has no records")
+        rows.append((base, groups[(tables[0], base)]))
+        rows.extend((name, records) for (table, name), records in sorted(groups.items())
+                    if table == "probes" and name.startswith(base + PROBE_SEP))
+    return by_base
 
 
-def change_from_base(records: Sequence[Record], base: Optional[Sequence[Record]]) -> str:
+def change_from_base(records: Sequence[Record], base: Sequence[Record]) -> str:
     """The overrides a probe adds to its base row's (seeds aside), as one cell."""
-    if base is None:
-        raise ValueError(f"probes row {records[0]['name']!r} has no {records[0]['name'].split('_')[0]}{BASE} row to compare with")
     ours, theirs = set(records[0]["overrides"]), set(base[0]["overrides"])
     added = sorted(o for o in ours - theirs if not o.startswith("seed="))
     return ", ".join(f"`{o}`" for o in added) if added else "none (the base row)"
@@ -221,7 +225,7 @@ def probes_table(groups: dict, refs: dict) -> list[str]:
               "best evaluation, per seed (at step)", "data"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for rows in probe_groups(groups).values():
-        base = rows[0][1] if rows[0][0].endswith(BASE) else None
+        base = rows[0][1]
         for name, records in rows:
             finals = [r.final_return for r in records]
             best = [max((row for row in r["eval_history"] if row[2] is not None), key=lambda row: row[2]) for r in records]
@@ -229,7 +233,7 @@ def probes_table(groups: dict, refs: dict) -> list[str]:
             cells = [f"`{name}`", change_from_base(records, base), ", ".join(str(r["seed"]) for r in records),
                      f"{budget:,}", ", ".join(f"{f:.1f}" for f in finals), f"{sum(finals) / len(finals):.1f}",
                      ", ".join(f"{b[2]:.1f} ({b[0] / 1e6:.2f}M)" for b in best),
-                     f"[{len(records)} records]({link(DATA / 'probes' / name)})"]
+                     f"[{len(records)} records]({link(DATA / records[0]['table'] / name)})"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -318,10 +322,10 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
             written.append(plot_learning_curves(
                 {name: jobs, f"{name}, network.recurrent=null": [r.as_job() for r in twin]}, out_dir / f"{name}_vs_mlp.png",
                 title=f"{name} ({env}) with and without its recurrent core, mean ± std over seeds"))
-    for prefix, rows in probe_groups(groups).items():  # every probe of a preset on one figure
+    for base, rows in probe_groups(groups).items():  # every probe of a row on one figure with it
         env = rows[0][1][0]["env_id"]
         written.append(plot_learning_curves({name: [r.as_job() for r in records] for name, records in rows},
-                                            out_dir / f"probes_{prefix}.png",
+                                            out_dir / f"probes_{base}.png",
                                             title=f"{env}: one change at a time, mean ± std over seeds"))
     return written
 
@@ -339,6 +343,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rec = sub.add_parser("record", help="keep finished multiruns as records under --data")
     rec.add_argument("multirun_dirs", nargs="+", type=Path)
     rec.add_argument("--table", default="tuned", help="which table of the page the rows belong to (default: tuned)")
+    rec.add_argument("--name", help="the row's name (default: the multirun directory's; one directory only)")
     rec.add_argument("--data", type=Path, default=DATA)
     bld = sub.add_parser("build", help="write docs/results.md (and the curves) from the records")
     bld.add_argument("--data", type=Path, default=DATA)
@@ -353,8 +358,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         if args.command == "record":
+            if args.name and len(args.multirun_dirs) > 1:
+                raise ValueError("--name names one row: give one multirun directory")
             for root in args.multirun_dirs:
-                for path in record_multirun(root, args.table, args.data):
+                for path in record_multirun(root, args.table, args.data, args.name):
                     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
             return 0
         readme = None if str(args.readme) == "-" else args.readme

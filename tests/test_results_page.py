@@ -162,34 +162,38 @@ def test_a_run_names_the_version_of_the_package_its_env_comes_from(env_id, packa
     assert set(software_versions("CartPole-v1")) == {"python", "rlexp", "torch", "gymnasium", "numpy"}
 
 
-def test_a_probe_row_names_its_one_change_and_its_seeds_best_evaluation(tmp_path):
-    def probe(name, seed, final, evals, *extra):
-        record = fake_record(seed, final, [[step * 10_000, *rest] for step, *rest in evals], name=name, table="probes",
-                             threshold=1e9)
-        record["overrides"] = ["hparams=ppo_minatar_mlp", *extra, f"seed={seed}"]
-        return record
+def probe(name, seed, final, evals, *extra, table="probes"):
+    record = fake_record(seed, final, [[step * 10_000, *rest] for step, *rest in evals], name=name, table=table, threshold=1e9)
+    record["overrides"] = ["hparams=ppo_minatar_mlp", *extra, f"seed={seed}"]
+    return record
 
+
+def test_a_probe_row_names_its_one_change_and_its_seeds_best_evaluation(tmp_path):
     records = [
-        probe("game_base", 0, 15.5, [[100, 1.0, 6.0, 0.0], [200, 2.0, 16.4, 1.0], [300, 3.0, 15.5, 2.0]]),
-        probe("game_base", 1, 11.1, [[100, 1.0, 6.0, 0.0], [300, 3.0, 11.1, 1.0]]),
-        probe("game_a_gamma", 1, 7.0, [[100, 1.0, 7.5, 0.0], [300, 3.0, 7.0, 0.0]], "algo.gamma=0.99"),
-        probe("game_a_gamma", 2, 20.0, [[100, 1.0, 6.0, 0.0], [300, 3.0, 20.0, 0.0]], "algo.gamma=0.99"),
+        probe("game", 0, 15.5, [[100, 1.0, 6.0, 0.0], [200, 2.0, 16.4, 1.0], [300, 3.0, 15.5, 2.0]]),
+        probe("game", 1, 11.1, [[100, 1.0, 6.0, 0.0], [300, 3.0, 11.1, 1.0]]),
+        probe("game__gamma", 1, 7.0, [[100, 1.0, 7.5, 0.0], [300, 3.0, 7.0, 0.0]], "algo.gamma=0.99"),
+        probe("game__gamma", 2, 20.0, [[100, 1.0, 6.0, 0.0], [300, 3.0, 20.0, 0.0]], "algo.gamma=0.99"),
+        probe("fame__lr", 0, 1.0, [[100, 1.0, 1.0, 0.0]], "algo.learning_rate=0.1"),
+        probe("fame", 0, 2.0, [[100, 1.0, 2.0, 0.0]], table="tuned"),  # a base row of another table
     ]
     figures = tmp_path / "figures"
     page = write_toy_page(tmp_path, records, {}, figures=figures, tables=("probes",))
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in page.splitlines() if line.startswith("| `game_")]
-    assert [r[0] for r in rows] == ["`game_base`", "`game_a_gamma`"]  # the base row first
-    base, gamma = rows
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in page.splitlines() if line.startswith("| `")]
+    assert [r[0] for r in rows] == ["`fame`", "`fame__lr`", "`game`", "`game__gamma`"]  # each base before its probes
+    fame, fame_lr, base, gamma = rows
+    assert fame[1] == "none (the base row)" and fame_lr[1] == "`algo.learning_rate=0.1`"
+    assert "data/tuned/fame" in fame[7] and "data/probes/fame__lr" in fame_lr[7]
     assert base[1] == "none (the base row)" and gamma[1] == "`algo.gamma=0.99`"  # other seeds are no change
     assert base[2] == "0, 1" and gamma[2] == "1, 2"
     assert base[4] == "15.5, 11.1" and base[5] == "13.3"
     assert base[6] == "16.4 (2.00M), 11.1 (3.00M)"
     assert gamma[4] == "7.0, 20.0" and gamma[5] == "13.5" and gamma[6] == "7.5 (1.00M), 20.0 (3.00M)"
-    assert (figures / "probes_game.png").stat().st_size > 10_000  # every probe on one figure
+    assert (figures / "probes_game.png").stat().st_size > 10_000  # every probe of a row on one figure
+    assert (figures / "probes_fame.png").exists()
 
 
 def test_a_probe_without_its_base_row_is_refused(tmp_path, capsys):
-    record = fake_record(0, 7.0, [[100, 1.0, 7.0, 0.0]], name="game_gamma", table="probes", threshold=1e9)
     with pytest.raises(AssertionError):
-        write_toy_page(tmp_path, [record], {}, tables=("probes",))
-    assert "no game_base row" in capsys.readouterr().err
+        write_toy_page(tmp_path, [probe("game__gamma", 0, 7.0, [[100, 1.0, 7.0, 0.0]])], {}, tables=("probes",))
+    assert "changes the row 'game', which has no records" in capsys.readouterr().err
