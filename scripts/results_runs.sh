@@ -7,6 +7,7 @@
 #   python scripts/results_page.py record --table tuned outputs/multirun/results/<row> ...
 #   python scripts/results_page.py record --table recurrent outputs/multirun/results/ppo_lstm_* ...
 #   python scripts/results_page.py record --table spaces outputs/multirun/results/ppo_{frozenlake,minigrid}* ...
+#   python scripts/results_page.py record --table probes outputs/multirun/results/breakout_3m* ...  # one change per row
 #   python scripts/results_page.py build            # -> docs/results.md and its curves
 #
 # Each row's command is what its "command" column shows.
@@ -32,6 +33,14 @@ ppo_bipedalwalker|hparams=ppo_bipedalwalker eval.every_steps=500000 seed=0,1,2 e
 ppo_frozenlake|hparams=ppo_frozenlake seed=0,1,2
 ppo_frozenlake_slippery|hparams=ppo_frozenlake_slippery seed=0,1,2
 ppo_minigrid_doorkey|hparams=ppo_minigrid_doorkey seed=0,1,2
+breakout_3m|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
+breakout_3m__init_lecun|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal
+breakout_3m__vf_coef_025|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.vf_coef=0.25
+breakout_3m__no_vf_clip|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.clip_range_vf=null
+breakout_3m__gamma_099|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.gamma=0.99
+breakout_3m__no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.lr_warmup=0
+breakout_3m__envs_128|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 env.num_envs=128 algo.n_steps=64
+a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
 
 wanted=" $* "
