@@ -40,6 +40,7 @@ breakout_3m__no_vf_clip|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total
 breakout_3m__gamma_099|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.gamma=0.99
 breakout_3m__no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.lr_warmup=0
 breakout_3m__envs_128|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 env.num_envs=128 algo.n_steps=64
+breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal algo.vf_coef=0.25 algo.lr_warmup=0
 a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
 
