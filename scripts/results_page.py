@@ -197,17 +197,16 @@ PROBE_SEP = "__"
 
 def probe_groups(groups: dict) -> dict[str, list[tuple[str, list[Record]]]]:
     """The probes by the row they change, that row first: {base: [(row name, records), ...]}."""
-    by_base: dict[str, list[tuple[str, list[Record]]]] = {}
-    for (table, name), _ in sorted(groups.items()):
+    probes: dict[str, list[tuple[str, list[Record]]]] = {}
+    for (table, name), records in sorted(groups.items()):
         if table == "probes" and PROBE_SEP in name:
-            by_base.setdefault(name.split(PROBE_SEP)[0], [])
-    for base, rows in by_base.items():
-        tables = [t for t in ["probes"] + sorted({t for t, _ in groups} - {"probes"}) if (t, base) in groups]
-        if not tables:
+            probes.setdefault(name.split(PROBE_SEP)[0], []).append((name, records))
+    by_base = {}
+    for base, rows in probes.items():
+        home = next((t for t in ["probes", *sorted({t for t, _ in groups})] if (t, base) in groups), None)
+        if home is None:
             raise ValueError(f"probes row {base}{PROBE_SEP}... changes the row {base!r}, which has no records")
-        rows.append((base, groups[(tables[0], base)]))
-        rows.extend((name, records) for (table, name), records in sorted(groups.items())
-                    if table == "probes" and name.startswith(base + PROBE_SEP))
+        by_base[base] = [(base, groups[(home, base)]), *rows]
     return by_base
 
 
