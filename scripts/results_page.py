@@ -283,6 +283,8 @@ TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
     "recurrent": per_seed_table("recurrent"),
     "spaces": per_seed_table("spaces"),
+    "minatar": per_seed_table("minatar"),
+    "masks": per_seed_table("masks"),
     "probes": probes_table,
     "references": references_table,
 }
@@ -310,7 +312,7 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
     """One figure per row (docs/results/<row>.png), and <row>_vs_mlp.png for a row with a _nocore twin."""
     written = []
     for (table, name), records in sorted(groups.items()):
-        if table not in ("tuned", "recurrent", "spaces"):
+        if table not in ("tuned", "recurrent", "spaces", "minatar", "masks"):
             continue
         jobs = [r.as_job() for r in records]
         env = records[0]["env_id"]
