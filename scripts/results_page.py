@@ -110,6 +110,18 @@ def target_cells(name: str, budget: Optional[int], mean: Optional[float], target
     return where, verdict
 
 
+def command_cell(records: Sequence[Record]) -> str:
+    """The command that made a row; a row whose seeds ran as more than one multirun (a seed run
+    later) shows each command with its seeds."""
+    seeds: dict[str, list[int]] = {}
+    for r in records:
+        seeds.setdefault(r["command"], []).append(r["seed"])
+    if len(seeds) == 1:
+        return f"`{records[0]['command']}`"
+    return "; ".join(f"`{command}` (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+                     for command, s in seeds.items())
+
+
 def link(path: Path) -> str:
     return os.path.relpath(path, PAGE.parent)
 
@@ -136,7 +148,7 @@ def tuned_table(groups: dict, refs: dict) -> list[str]:
             "- (no threshold)" if threshold is None else cell_mean_std(walls, "{:.1f}", len(records)),
             fmt_mean_std([r["sps"] for r in records], "{:,.0f}"), target, verdict,
             f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
-            f"`{same(records, lambda r: r['command'])}`", machine_cell(records),
+            command_cell(records), machine_cell(records),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     recorded = {name for table, name in groups}
@@ -182,7 +194,7 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
                 f"{budget:,}" if budget else "-", ", ".join(fmt.format(f) for f in finals), fmt_mean_std(finals, fmt),
                 "-" if target is None else f"{target['return']:g}", at_target, first_at_threshold(records), reference,
                 f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
-                f"`{same(records, lambda r: r['command'])}`",
+                command_cell(records),
             ]
             lines.append("| " + " | ".join(cells) + " |")
         return lines

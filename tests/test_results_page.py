@@ -97,6 +97,15 @@ def test_a_per_seed_row_counts_the_seeds_at_the_target(tmp_path):
     assert "| 2/4 |" in row  # 500 and 475.0 are at 475; 474.9 is not
 
 
+def test_a_seed_run_later_shows_its_own_command(tmp_path):
+    records = [fake_record(s, 500.0, [[40000, 9.0, 500.0, 0.0]]) for s in range(3)]
+    records[2]["command"] = "python -m rlexp.cli.train -m hparams=toy seed=2"
+    page = write_toy_page(tmp_path, records, {})
+    row = next(line for line in page.splitlines() if line.startswith("| `toy`"))
+    assert ("| `python -m rlexp.cli.train -m hparams=toy seed=0,1,2` (seeds 0, 1); "
+            "`python -m rlexp.cli.train -m hparams=toy seed=2` (seed 2) |") in row
+
+
 def test_records_that_disagree_on_the_budget_are_refused(tmp_path, capsys):
     one, two = fake_record(0, 1.0, []), fake_record(1, 1.0, [])
     two["config"]["total_steps"] = 80000
