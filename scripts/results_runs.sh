@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# row | overrides (seeds included)
+# row | overrides (seeds included). The breakout_3m rows ran when ppo_minatar_mlp had a 5% warm-up,
+# so they set it (their records' commands predate that and omit it).
 ROWS="
 ppo_cartpole|hparams=ppo_cartpole seed=0,1,2 eval.episodes=20
 a2c_cartpole|hparams=a2c_cartpole seed=0,1,2 eval.episodes=20
@@ -40,13 +41,13 @@ ppo_taxi_nomask|hparams=ppo_taxi env.action_mask=none seed=1,2,3
 breakout_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
 ppo_minatar_breakout_3m|hparams=ppo_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
 ppo_lstm_minatar_breakout_3m|hparams=ppo_lstm_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
-breakout_3m|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
-breakout_3m__init_lecun|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal
-breakout_3m__vf_coef_025|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.vf_coef=0.25
-breakout_3m__no_vf_clip|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.clip_range_vf=null
-breakout_3m__gamma_099|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.gamma=0.99
+breakout_3m|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
+breakout_3m__init_lecun|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal
+breakout_3m__vf_coef_025|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.vf_coef=0.25
+breakout_3m__no_vf_clip|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.clip_range_vf=null
+breakout_3m__gamma_099|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.gamma=0.99
 breakout_3m__no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.lr_warmup=0
-breakout_3m__envs_128|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 env.num_envs=128 algo.n_steps=64
+breakout_3m__envs_128|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 env.num_envs=128 algo.n_steps=64
 breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal algo.vf_coef=0.25 algo.lr_warmup=0
 a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
