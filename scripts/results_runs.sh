@@ -8,7 +8,7 @@
 #   python scripts/results_page.py record --table recurrent outputs/multirun/results/ppo_lstm_* ...
 #   python scripts/results_page.py record --table spaces outputs/multirun/results/ppo_{frozenlake,minigrid}* ...
 #   python scripts/results_page.py record --table masks outputs/multirun/results/ppo_taxi* ...
-#   python scripts/results_page.py record --table minatar outputs/multirun/results/{breakout_10m,ppo_minatar_breakout,ppo_lstm_minatar_breakout}* ...
+#   python scripts/results_page.py record --table minatar outputs/multirun/results/{breakout_10m,spaceinvaders_10m,ppo_minatar_breakout,ppo_lstm_minatar_breakout}* ...
 #   python scripts/results_page.py record --table probes outputs/multirun/results/breakout_3m* ...  # one change per row
 #   python scripts/results_page.py build            # -> docs/results.md and its curves
 #
@@ -39,6 +39,7 @@ ppo_minigrid_doorkey|hparams=ppo_minigrid_doorkey seed=0,1,2
 ppo_taxi|hparams=ppo_taxi seed=1,2,3
 ppo_taxi_nomask|hparams=ppo_taxi env.action_mask=none seed=1,2,3
 breakout_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
+spaceinvaders_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/SpaceInvaders-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
 ppo_minatar_breakout_3m|hparams=ppo_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 ppo_lstm_minatar_breakout_3m|hparams=ppo_lstm_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 breakout_3m|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
