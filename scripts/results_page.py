@@ -291,12 +291,12 @@ def with_readme_table(readme: str, groups: dict, refs: dict) -> str:
     return "\n".join(lines[:start + 1] + readme_table(groups, refs) + lines[end:])
 
 
+#: the tables whose rows show each seed (per_seed_table); each row also gets a figure
+PER_SEED_TABLES = ("recurrent", "spaces", "minatar", "masks")
+
 TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
-    "recurrent": per_seed_table("recurrent"),
-    "spaces": per_seed_table("spaces"),
-    "minatar": per_seed_table("minatar"),
-    "masks": per_seed_table("masks"),
+    **{name: per_seed_table(name) for name in PER_SEED_TABLES},
     "probes": probes_table,
     "references": references_table,
 }
@@ -324,7 +324,7 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
     """One figure per row (docs/results/<row>.png), and <row>_vs_mlp.png for a row with a _nocore twin."""
     written = []
     for (table, name), records in sorted(groups.items()):
-        if table not in ("tuned", "recurrent", "spaces", "minatar", "masks"):
+        if table != "tuned" and table not in PER_SEED_TABLES:
             continue
         jobs = [r.as_job() for r in records]
         env = records[0]["env_id"]
