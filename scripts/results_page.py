@@ -55,16 +55,24 @@ def reproduce_command(root: Path) -> str:
                      *map(shlex.quote, hydra_args)])
 
 
-def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None) -> list[Path]:
-    """One record per finished job of a multirun directory; the name defaults to the directory's."""
+def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None,
+                    stopped: bool = False) -> list[Path]:
+    """One record per finished job of a multirun directory; the name defaults to the directory's.
+    With ``stopped``, a job stopped by a signal (status "interrupted", resumable) is kept too, as
+    far as its last evaluation: a run too long for one sitting, recorded where it stopped."""
     from rlexp.run.records import machine_description, software_versions
 
     run = load_multirun(root)
     if not run.jobs:
         raise FileNotFoundError(f"{root}: no job directories (no */.hydra/overrides.yaml)")
+    if stopped:
+        for job in run.jobs:
+            if (job.summary or {}).get("status") == "interrupted":
+                job.problem = None if job.summary.get("eval_history") else "stopped before its first evaluation"
     problems = run.problems()
     if problems:
-        raise ValueError(f"{root}: not every job finished: " + "; ".join(problems))
+        hint = "" if stopped else " (--stopped keeps a run stopped by a signal, as far as its last evaluation)"
+        raise ValueError(f"{root}: not every job finished: " + "; ".join(problems) + hint)
     name = name or root.name
     command = reproduce_command(root)
     paths = []
@@ -142,7 +150,7 @@ def tuned_table(groups: dict, refs: dict) -> list[str]:
         walls = [r["wall_to_threshold_s"] for r in records if r.get("wall_to_threshold_s") is not None]
         cells = [
             f"`{name}`", same(records, lambda r: r["env_id"]), ", ".join(str(r["seed"]) for r in records),
-            f"{budget:,}" if budget else "-", fmt_mean_std(finals),
+            steps_cell(records), fmt_mean_std(finals),
             "-" if threshold is None else f"{threshold:g}",
             "- (no threshold)" if threshold is None else cell_mean_std(reached, "{:,.0f}", len(records)),
             "- (no threshold)" if threshold is None else cell_mean_std(walls, "{:.1f}", len(records)),
@@ -158,6 +166,16 @@ def tuned_table(groups: dict, refs: dict) -> list[str]:
         lines += ["", "Presets with a target and no record yet (the notes below say what their last runs gave): "
                   + ", ".join(missing) + "."]
     return lines
+
+
+def steps_cell(records: Sequence[Record]) -> str:
+    """The budget; for a row whose runs were stopped short of it, where each seed's last
+    evaluation (the return shown) was."""
+    budget = same(records, lambda r: r["config"].get("total_steps"))
+    if all(r.get("status") == "finished" for r in records):
+        return f"{budget:,}" if budget else "-"
+    reached = ", ".join(f"{r['eval_history'][-1][0]:,}" for r in records)
+    return f"stopped at {reached} (set up for {budget:,})"
 
 
 def first_at_threshold(records: Sequence[Record]) -> str:
@@ -186,12 +204,11 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
             at_target = "-" if target is None else f"{sum(f >= target['return'] for f in finals)}/{len(finals)}"
             published = refs.get("published", {}).get(refs.get("compare", {}).get(name, ""), None)
             reference = "-" if published is None else published["label"]
-            budget = same(records, lambda r: r["config"].get("total_steps"))
             env = same(records, lambda r: r["env_id"])
             masked = same(records, lambda r: (r["config"].get("env") or {}).get("mask_velocity"))
             cells = [
                 f"`{name}`", env + (", no velocities" if masked else ""), ", ".join(str(r["seed"]) for r in records),
-                f"{budget:,}" if budget else "-", ", ".join(fmt.format(f) for f in finals), fmt_mean_std(finals, fmt),
+                steps_cell(records), ", ".join(fmt.format(f) for f in finals), fmt_mean_std(finals, fmt),
                 "-" if target is None else f"{target['return']:g}", at_target, first_at_threshold(records), reference,
                 f"[png]({link(FIGURES / f'{name}.png')})", f"[{len(records)} records]({link(DATA / table / name)})",
                 command_cell(records),
@@ -292,7 +309,7 @@ def with_readme_table(readme: str, groups: dict, refs: dict) -> str:
 
 
 #: the tables whose rows show each seed (per_seed_table); each row also gets a figure
-PER_SEED_TABLES = ("recurrent", "spaces", "minatar", "masks")
+PER_SEED_TABLES = ("recurrent", "spaces", "minatar", "masks", "atari")
 
 TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,
@@ -358,6 +375,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rec.add_argument("--table", default="tuned", help="which table of the page the rows belong to (default: tuned)")
     rec.add_argument("--name", help="the row's name (default: the multirun directory's; one directory only)")
     rec.add_argument("--data", type=Path, default=DATA)
+    rec.add_argument("--stopped", action="store_true",
+                     help="keep jobs stopped by a signal too, as far as their last evaluation (the page says so)")
     bld = sub.add_parser("build", help="write docs/results.md (and the curves) from the records")
     bld.add_argument("--data", type=Path, default=DATA)
     bld.add_argument("--template", type=Path, default=TEMPLATE)
@@ -374,7 +393,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.name and len(args.multirun_dirs) > 1:
                 raise ValueError("--name names one row: give one multirun directory")
             for root in args.multirun_dirs:
-                for path in record_multirun(root, args.table, args.data, args.name):
+                for path in record_multirun(root, args.table, args.data, args.name, args.stopped):
                     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
             return 0
         readme = None if str(args.readme) == "-" else args.readme

@@ -9,6 +9,7 @@
 #   python scripts/results_page.py record --table spaces outputs/multirun/results/ppo_{frozenlake,minigrid}* ...
 #   python scripts/results_page.py record --table masks outputs/multirun/results/ppo_taxi* ...
 #   python scripts/results_page.py record --table minatar outputs/multirun/results/{breakout_10m,spaceinvaders_10m,ppo_minatar_breakout,ppo_lstm_minatar_breakout}* ...
+#   python scripts/results_page.py record --table atari --stopped outputs/multirun/results/*_atari_breakout ...
 #   python scripts/results_page.py record --table probes outputs/multirun/results/breakout_3m* ...  # one change per row
 #   python scripts/results_page.py build            # -> docs/results.md and its curves
 #
@@ -17,7 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # row | overrides (seeds included). The breakout_3m rows ran when ppo_minatar_mlp had a 5% warm-up,
-# so they set it (their records' commands predate that and omit it).
+# so they set it (their records' commands predate that and omit it). The Atari rows keep their
+# presets' 10M-step schedule and are stopped by a signal when the machine's time is spent
+# (`python -m rlexp.cli.train resume=<job dir>` goes on; `record --stopped` keeps them so far).
 ROWS="
 ppo_cartpole|hparams=ppo_cartpole seed=0,1,2 eval.episodes=20
 a2c_cartpole|hparams=a2c_cartpole seed=0,1,2 eval.episodes=20
@@ -50,6 +53,8 @@ breakout_3m__gamma_099|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAta
 breakout_3m__no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 algo.lr_warmup=0
 breakout_3m__envs_128|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 env.num_envs=128 algo.n_steps=64
 breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal algo.vf_coef=0.25 algo.lr_warmup=0
+a2c_atari_breakout|hparams=a2c_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
+ppo_lstm_atari_breakout|hparams=ppo_lstm_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
 a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
 

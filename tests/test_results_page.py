@@ -146,6 +146,40 @@ def test_a_run_that_did_not_finish_is_not_recorded(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_a_run_stopped_by_a_signal_is_kept_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = rlexp.train(["total_steps=2048", "eval.every_steps=1024", "eval.episodes=2", "progress=false", "seed=3"],
+                      run_dir=tmp_path / "run")
+    summary_path = run.run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["status"] = "interrupted"  # what a SIGTERM'd run writes (it is resumable)
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="status 'interrupted'.*--stopped"):
+        results_page.record_multirun(run.run_dir, "atari", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+    [path] = results_page.record_multirun(run.run_dir, "atari", tmp_path / "data", name="cut", stopped=True)
+    record = json.loads(path.read_text())
+    assert record["status"] == "interrupted" and record["eval_history"][-1][0] == run["eval_history"][-1][0]
+
+    summary["eval_history"] = []  # stopped before it was ever evaluated: nothing to show
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="before its first evaluation"):
+        results_page.record_multirun(run.run_dir, "atari", tmp_path / "data2", stopped=True)
+
+
+def test_a_stopped_row_says_where_each_seed_stopped(tmp_path):
+    records = [fake_record(0, 30.0, [[10000, 2.0, 10.0, 1.0], [30000, 6.0, 30.0, 2.0]], name="cut", table="atari"),
+               fake_record(1, 25.0, [[10000, 2.0, 25.0, 1.0]], name="cut", table="atari"),
+               fake_record(0, 50.0, [[40000, 6.0, 50.0, 2.0]], name="whole", table="atari")]
+    for record in records[:2]:
+        record["status"] = "interrupted"
+    page = write_toy_page(tmp_path, records, {}, tables=("atari",))
+    cut = next(line for line in page.splitlines() if line.startswith("| `cut`"))
+    assert "| stopped at 30,000, 10,000 (set up for 40,000) | 30.0, 25.0 |" in cut
+    whole = next(line for line in page.splitlines() if line.startswith("| `whole`"))
+    assert "| 40,000 | 50.0 |" in whole
+
+
 def test_build_draws_a_figure_per_row_and_one_with_the_coreless_twin(tmp_path):
     evals = [[10000, 2.0, 30.0, 1.0], [20000, 4.0, 60.0, 1.0]]
     records = [fake_record(s, 60.0, evals, name=name, table="recurrent") for s in (0, 1) for name in ("lstm", "lstm_nocore")]

@@ -66,7 +66,8 @@ def eval_history(job: Job) -> list[list[Optional[float]]]:
 
 def make_record(job: Job, *, table: str, name: str, command: str, threshold: Optional[float],
                 fallback_versions: Optional[dict] = None, fallback_machine: Optional[str] = None) -> dict[str, Any]:
-    """The record of one finished job of a multirun (see the module's docstring)."""
+    """The record of one job of a multirun that finished, or that was stopped and is kept as far
+    as its last evaluation (see the module's docstring)."""
     if not job.ok:
         raise ValueError(f"{job.path}: {job.problem}")
     summary = job.summary or {}
