@@ -167,6 +167,27 @@ def test_a_run_stopped_by_a_signal_is_kept_only_when_asked(tmp_path, monkeypatch
         results_page.record_multirun(run.run_dir, "atari", tmp_path / "data2", stopped=True)
 
 
+def test_a_resumed_job_of_a_multirun_is_still_that_job(tmp_path, monkeypatch):
+    """Hydra rewrites .hydra/ when a run resumes; the first launch's files stay in .hydra/first/,
+    so the job still matches its sweep's overrides and its record names no path of this machine."""
+    monkeypatch.chdir(tmp_path)
+    launch = ["total_steps=2048", "eval.every_steps=1024", "eval.episodes=2", "progress=False", "seed=5"]  # as a sweep writes them
+    root = tmp_path / "multirun"
+    rlexp.train(launch, run_dir=root / "0_job")
+    (root / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": launch}}}))
+    resumed = rlexp.train([f"resume={root / '0_job'}", "total_steps=3072"])
+    assert resumed["steps"] == 3072
+    assert yaml.safe_load((root / "0_job" / ".hydra" / "first" / "overrides.yaml").read_text()) == launch
+    [path] = results_page.record_multirun(root, "tuned", tmp_path / "data", name="resumed")
+    record = json.loads(path.read_text())
+    assert record["overrides"] == launch and record["steps"] == 3072 and record["resumed"] is True
+    assert record["config"]["resume"] is None and record["config"]["total_steps"] == 3072
+    assert str(tmp_path) not in path.read_text()
+    assert record["wall_time_s"] is None and all(row[1] is None for row in record["eval_history"])
+
+
 def test_a_stopped_row_says_where_each_seed_stopped(tmp_path):
     records = [fake_record(0, 30.0, [[10000, 2.0, 10.0, 1.0], [30000, 6.0, 30.0, 2.0]], name="cut", table="atari"),
                fake_record(1, 25.0, [[10000, 2.0, 25.0, 1.0]], name="cut", table="atari"),

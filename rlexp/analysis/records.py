@@ -5,7 +5,8 @@ summary.json, TensorBoard events), but it is large and ``outputs/`` is not commi
 record keeps what the page and its figures need, and what a reader needs to check them:
 
 - ``config``: the config as the run composed it (``.hydra/config.yaml``), and ``command``:
-  the command line that made it;
+  the command line that made it (a resumed run: ``resumed``, its ``resume`` path blanked, and
+  no wall-clock seconds, which would count the time it stood stopped);
 - ``versions`` and ``machine``: Python, rlexp, torch, gymnasium, numpy, the env's package,
   and the CPU (from the run's summary.json; a run older than that field gets the recording
   environment's, and ``versions_from`` says so);
@@ -98,6 +99,12 @@ def make_record(job: Job, *, table: str, name: str, command: str, threshold: Opt
         "train_history": thin(job.curves[TRAIN_TAG]) if TRAIN_TAG in job.curves else [],
         "config": job.config,
     }
+    if job.config.get("resume"):  # resumed: where from is this machine's path, not a setting,
+        record["config"] = {**job.config, "resume": None}  # and the wall clock counts the time it
+        record["resumed"] = True                            # stood stopped (train_time_s does not)
+        for row in record["eval_history"] + record["train_history"]:
+            row[1] = None
+        record["wall_time_s"] = record["wall_to_threshold_s"] = None
     return record
 
 

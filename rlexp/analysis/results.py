@@ -108,8 +108,11 @@ def _load_yaml(path: Path):
 
 def load_job(path: Path, tags: Sequence[str] = (EVAL_TAG, TRAIN_TAG)) -> Job:
     path = Path(path)
-    overrides = [str(o) for o in _load_yaml(path / ".hydra" / "overrides.yaml") or []]
-    hydra_cfg = (_load_yaml(path / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
+    # a resumed run keeps its first launch's overrides and job number in .hydra/first/
+    # (rlexp.cli.train.keep_first_launch): those say which job of its sweep it is
+    launch = path / ".hydra" / "first" if (path / ".hydra" / "first" / "overrides.yaml").is_file() else path / ".hydra"
+    overrides = [str(o) for o in _load_yaml(launch / "overrides.yaml") or []]
+    hydra_cfg = (_load_yaml(launch / "hydra.yaml") or {}).get("hydra", {}) if (launch / "hydra.yaml").is_file() else {}
     config = _load_yaml(path / ".hydra" / "config.yaml") or {}
     num = hydra_cfg.get("job", {}).get("num")
     algo = hydra_cfg.get("runtime", {}).get("choices", {}).get("algo") or str(config.get("algo", {}).get("_target_", "?"))

@@ -278,7 +278,25 @@ def resume_plan(args: Sequence[str]) -> tuple[Path, list[str]] | None:
     if "-m" in args or "--multirun" in args:
         raise ConfigError("resume", "resume one run at a time (no -m)")
     rest = [a for a in args if not a.startswith("resume=")]
+    keep_first_launch(saved.parent)
     return saved.parent, [f"++resume={target}", f"hydra.run.dir={run_dir}", *rest]
+
+
+#: where a resumed run keeps the .hydra files of its first launch (Hydra rewrites .hydra/ on
+#: each resume with the resume's own overrides; the first ones say how the run was made, and
+#: which job of its multirun it is)
+FIRST_LAUNCH = "first"
+
+
+def keep_first_launch(hydra_dir: Path) -> None:
+    """Copy a run's .hydra/*.yaml to .hydra/first/ before its first resume overwrites them."""
+    first = hydra_dir / FIRST_LAUNCH
+    if first.exists():
+        return
+    first.mkdir()
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        if (hydra_dir / name).is_file():
+            shutil.copy2(hydra_dir / name, first / name)
 
 
 # Launcher and sweeper options that exist once their Hydra plugin is installed:
