@@ -289,13 +289,12 @@ FIRST_LAUNCH = "first"
 
 
 def keep_first_launch(hydra_dir: Path) -> None:
-    """Copy a run's .hydra/*.yaml to .hydra/first/ before its first resume overwrites them."""
+    """Copy a run's .hydra/*.yaml to .hydra/first/ before its first resume overwrites them.
+    Every rank of a torchrun resume gets here at once: a file already kept is left alone."""
     first = hydra_dir / FIRST_LAUNCH
-    if first.exists():
-        return
-    first.mkdir()
+    first.mkdir(exist_ok=True)
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
-        if (hydra_dir / name).is_file():
+        if (hydra_dir / name).is_file() and not (first / name).exists():
             shutil.copy2(hydra_dir / name, first / name)
 
 
