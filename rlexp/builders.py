@@ -31,7 +31,7 @@ def build(group: str, node: DictConfig, **runtime: Any) -> Any:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None
-        if isinstance(cause, TypeError):
+        if isinstance(cause, (TypeError, ValueError)):  # a constructor's own check says what is wrong
             raise ConfigError(group, f"{node.get('_target_')} rejected the config: {cause}") from None
         raise ConfigError(group, str(e).splitlines()[0]) from None
 

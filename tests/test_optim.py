@@ -47,9 +47,14 @@ def test_torch_rmsprop_takes_ten_times_the_rate_on_its_first_step():
     assert positions(RMSpropTFLike, [0.01])[0] == pytest.approx(-0.1 * 0.01 / (0.99 + 1e-6 + 1e-5) ** 0.5, abs=1e-9)
 
 
-def test_a_bad_value_names_itself():
+def test_a_bad_value_names_itself(tmp_path):
     with pytest.raises(ValueError, match="alpha"):
         RMSpropTFLike([torch.nn.Parameter(torch.zeros(1))], alpha=1.0)
+    # through the config: one line naming the group and why (was: Hydra's first line only,
+    # "Error in call to target 'rlexp.algos.a2c.A2C':", the reason lost)
+    with pytest.raises(rlexp.ConfigError, match=r"^algo: .*alpha must be in \[0, 1\) \(got 1.5\)$"):
+        rlexp.train(["algo=a2c", "algo.optimizer._target_=rlexp.algos.optim.RMSpropTFLike", "algo.optimizer.alpha=1.5",
+                     "total_steps=100", "progress=false"], run_dir=tmp_path / "run")
 
 
 def test_a2c_trains_with_it_and_checkpoints_its_state(tmp_path):
