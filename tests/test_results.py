@@ -14,7 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT
-from rlexp.analysis.results import Curve, expected_jobs, first_step_at, group_by_setting, load_multirun, mean_std_curve, resample
+from rlexp.analysis.results import (EVAL_TAG, Curve, Job, expected_jobs, first_step_at, group_by_setting, load_multirun,
+                                    mean_std_curve, plot_learning_curves, resample)
 
 
 def test_compare_algos_sweep_launches_every_algorithm_on_three_seeds(tmp_path, compose_cfg):
@@ -46,6 +47,25 @@ def test_first_step_at_and_resampling():
     grid, mean, std = mean_std_curve([curve, Curve(curve.steps, curve.wall, curve.values + 10)], "steps", points=3)
     np.testing.assert_allclose(mean, [105, 200, 155])
     np.testing.assert_allclose(std, [5, 5, 5])
+
+
+def test_a_wall_time_panel_says_how_many_seeds_it_averages(tmp_path, monkeypatch):
+    """A resumed run's record has no wall times: the wall-time panels average the other seeds
+    and their legend says how many, where the steps panel counts them all."""
+    import matplotlib.figure
+
+    steps = np.array([10.0, 20.0, 30.0])
+    timed = Curve(steps, np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]))
+    resumed = Curve(steps, np.full(3, np.nan), np.array([2.0, 3.0, 4.0]))
+    jobs = [Job(tmp_path / str(i), i, [], "ppo", i, curves={EVAL_TAG: c}) for i, c in enumerate((timed, timed, resumed))]
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    plot_learning_curves({"row": jobs}, tmp_path / "row.png")
+    steps_ax, wall_ax = saved[0].axes[:2]
+    legend = lambda ax: [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+    assert legend(steps_ax) == ["row (n=3)"]
+    assert legend(wall_ax) == ["row (n=2)"]
+    np.testing.assert_allclose(wall_ax.lines[0].get_ydata()[[0, -1]], [1.0, 3.0])  # the two timed seeds only
 
 
 # -- a synthetic multirun -------------------------------------------------------------------

@@ -229,10 +229,16 @@ def resample(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.interp(grid, x, y)
 
 
+def usable_curves(curves: Sequence[Curve], axis: str) -> list[Curve]:
+    """The curves that have points and a value on ``axis`` at every point (a resumed run's
+    records have no wall times, so it drops out of the wall-time panels)."""
+    return [c for c in curves if len(c) and not np.isnan(getattr(c, axis)).any()]
+
+
 def mean_std_curve(curves: Sequence[Curve], axis: str, points: int = 100) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(grid, mean, std) over seeds on the x-range every seed covers; ``axis`` is
     ``steps`` or ``wall``."""
-    series = [(getattr(c, axis), c.values) for c in curves if len(c) and not np.isnan(getattr(c, axis)).any()]
+    series = [(getattr(c, axis), c.values) for c in usable_curves(curves, axis)]
     if not series:
         return None
     lo, hi = max(x[0] for x, _ in series), min(x[-1] for x, _ in series)
@@ -290,19 +296,22 @@ def plot_learning_curves(groups: dict[str, list[Job]], path: str | Path, title: 
     for row, (tag, ylabel) in enumerate(panels):
         for col, (axis, xlabel) in enumerate(axes_kinds):
             ax = axes[row][col]
+            fewer = False  # a panel that averages fewer seeds than its row's steps panel says so
             for i, (label, jobs) in enumerate(groups.items()):
                 curves = [job.curves[tag] for job in jobs if job.ok and tag in job.curves]
+                used = len(usable_curves(curves, axis))
+                fewer |= used < len(usable_curves(curves, "steps"))
                 stats = mean_std_curve(curves, axis)
                 if stats is None:
                     continue
                 grid, mean, std = stats
                 color = f"C{i}"
-                ax.plot(grid, mean, color=color, label=f"{label} (n={len(curves)})")
+                ax.plot(grid, mean, color=color, label=f"{label} (n={used})")
                 ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-            if row == 0 and col == 0:
+            if ((row == 0 and col == 0) or fewer) and ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)
