@@ -56,6 +56,18 @@ breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 to
 a2c_atari_breakout|hparams=a2c_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
 ppo_lstm_atari_breakout|hparams=ppo_lstm_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
 a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__envs_16|hparams=a2c_lunarlander env.num_envs=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__rmsprop_tf|hparams=a2c_lunarlander algo.optimizer._target_=rlexp.algos.optim.RMSpropTFLike eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__normadv|hparams=a2c_lunarlander algo.normalize_advantage=true eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e3|hparams=a2c_lunarlander algo.ent_coef=0.001 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e2|hparams=a2c_lunarlander algo.ent_coef=0.01 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__vf_025|hparams=a2c_lunarlander algo.vf_coef=0.25 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__gamma_099|hparams=a2c_lunarlander algo.gamma=0.99 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__nsteps_16|hparams=a2c_lunarlander algo.n_steps=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__grad_02|hparams=a2c_lunarlander algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__hidden_256|hparams=a2c_lunarlander network.hidden_sizes=[256,256] eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e3_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.001 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e2_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.01 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
 
 wanted=" $* "
