@@ -21,6 +21,11 @@ cd "$(dirname "$0")/.."
 # so they set it (their records' commands predate that and omit it). The Atari rows keep their
 # presets' 10M-step schedule and are stopped by a signal when the machine's time is spent
 # (`python -m rlexp.cli.train resume=<job dir>` goes on; `record --stopped` keeps them so far).
+# The a2c_lunarlander__* probes ran on that preset as it was before it took ent_coef 1e-3 and
+# max_grad_norm 0.2 (from the probe a2c_lunarlander__ent_1e3_grad_02); their rows here set its
+# old values (ent_coef 1e-5, max_grad_norm 0.5), which their records' commands did not need to.
+# a2c_lunarlander__base is that old preset, recorded as the probes' base row:
+#   python scripts/results_page.py record --table probes --name a2c_lunarlander outputs/multirun/results/a2c_lunarlander__base
 ROWS="
 ppo_cartpole|hparams=ppo_cartpole seed=0,1,2 eval.episodes=20
 a2c_cartpole|hparams=a2c_cartpole seed=0,1,2 eval.episodes=20
@@ -33,7 +38,7 @@ ppo_cartpole_gpu|hparams=ppo_cartpole_gpu seed=0,1,2 eval.episodes=20
 ppo_lstm_cartpole_novel|hparams=ppo_lstm_cartpole_novel seed=0,1,2,3,4,5,6,7 eval.episodes=20
 ppo_lstm_cartpole_novel_nocore|hparams=ppo_lstm_cartpole_novel network.recurrent=null seed=0,1,2 eval.episodes=20
 ppo_lstm_pendulum_novel|hparams=ppo_lstm_pendulum_novel seed=0,1,2 eval.episodes=20
-a2c_lunarlander|hparams=a2c_lunarlander eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander|hparams=a2c_lunarlander eval.every_steps=100000 seed=0,1,2,3,4 eval.episodes=20
 ppo_halfcheetah|hparams=ppo_halfcheetah eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 ppo_bipedalwalker|hparams=ppo_bipedalwalker eval.every_steps=500000 seed=0,1,2 eval.episodes=20
 ppo_frozenlake|hparams=ppo_frozenlake seed=0,1,2
@@ -55,19 +60,19 @@ breakout_3m__envs_128|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar
 breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal algo.vf_coef=0.25 algo.lr_warmup=0
 a2c_atari_breakout|hparams=a2c_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
 ppo_lstm_atari_breakout|hparams=ppo_lstm_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
-a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__envs_16|hparams=a2c_lunarlander env.num_envs=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__rmsprop_tf|hparams=a2c_lunarlander algo.optimizer._target_=rlexp.algos.optim.RMSpropTFLike eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__normadv|hparams=a2c_lunarlander algo.normalize_advantage=true eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__ent_1e3|hparams=a2c_lunarlander algo.ent_coef=0.001 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__ent_1e2|hparams=a2c_lunarlander algo.ent_coef=0.01 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__vf_025|hparams=a2c_lunarlander algo.vf_coef=0.25 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__gamma_099|hparams=a2c_lunarlander algo.gamma=0.99 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__nsteps_16|hparams=a2c_lunarlander algo.n_steps=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__grad_02|hparams=a2c_lunarlander algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__hidden_256|hparams=a2c_lunarlander network.hidden_sizes=[256,256] eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__base|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__envs_16|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 env.num_envs=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__rmsprop_tf|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.optimizer._target_=rlexp.algos.optim.RMSpropTFLike eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__normadv|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.normalize_advantage=true eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e3|hparams=a2c_lunarlander algo.max_grad_norm=0.5 algo.ent_coef=0.001 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e2|hparams=a2c_lunarlander algo.max_grad_norm=0.5 algo.ent_coef=0.01 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__vf_025|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.vf_coef=0.25 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__gamma_099|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.gamma=0.99 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__nsteps_16|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.n_steps=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__grad_02|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__hidden_256|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 network.hidden_sizes=[256,256] eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__ent_1e3_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.001 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-a2c_lunarlander__ent_1e2_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.01 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 "
 
 wanted=" $* "
