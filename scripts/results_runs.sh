@@ -73,6 +73,7 @@ a2c_lunarlander__nsteps_16|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_g
 a2c_lunarlander__grad_02|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__hidden_256|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 network.hidden_sizes=[256,256] eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__ent_1e3_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.001 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+a2c_lunarlander__ent_1e2_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.01 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2,3,4 eval.episodes=20
 "
 
 wanted=" $* "
