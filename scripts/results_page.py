@@ -27,8 +27,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlexp.analysis.records import Record, load_records, make_record, write_record  # noqa: E402
+from rlexp.analysis.records import Record, evaluation_entry, load_records, make_record, write_record  # noqa: E402
 from rlexp.analysis.report import reward_threshold  # noqa: E402
+from rlexp.cli.evaluate import UsageError  # noqa: E402
 from rlexp.analysis.results import fmt_mean_std, load_multirun, mean_std, plot_learning_curves  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -56,15 +57,25 @@ def reproduce_command(root: Path) -> str:
 
 
 def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None,
-                    stopped: bool = False) -> list[Path]:
+                    stopped: bool = False, evals: Sequence[str] = ()) -> list[Path]:
     """One record per finished job of a multirun directory; the name defaults to the directory's.
     With ``stopped``, a job stopped by a signal (status "interrupted", resumable) is kept too, as
-    far as its last evaluation: a run too long for one sitting, recorded where it stopped."""
+    far as its last evaluation: a run too long for one sitting, recorded where it stopped.
+    ``evals``: rlexp-eval arguments (``"episodes=1000 opponent=random"``), each run on every job
+    and kept in its record."""
+    from rlexp.cli.evaluate import evaluate, parse_args
     from rlexp.run.records import machine_description, software_versions
 
+    for arguments in evals:  # a bad argument stops the command before it writes a record
+        parse_args(["run", *shlex.split(arguments)])
     run = load_multirun(root)
     if not run.jobs:
         raise FileNotFoundError(f"{root}: no job directories (no */.hydra/overrides.yaml)")
+    search = (root / "optimization_results.yaml").is_file()  # an Optuna search: one record per trial,
+    if search:                                                 # the ones its pruner stopped too
+        for job in run.jobs:
+            if (job.summary or {}).get("status") == "pruned":
+                job.problem = None
     if stopped:
         for job in run.jobs:
             if (job.summary or {}).get("status") == "interrupted":
@@ -78,8 +89,11 @@ def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] 
     paths = []
     for job in run.jobs:
         env_id = (job.summary or {}).get("env_id")
+        evaluations = [evaluation_entry(arguments, evaluate(*parse_args([str(job.path), *shlex.split(arguments)])))
+                       for arguments in evals]
         record = make_record(job, table=table, name=name, command=command, threshold=reward_threshold(env_id),
-                             fallback_versions=software_versions(env_id), fallback_machine=machine_description())
+                             fallback_versions=software_versions(env_id), fallback_machine=machine_description(),
+                             evaluations=evaluations, trial=job.num if search else None)
         paths.append(write_record(record, data_dir))
     return paths
 
@@ -266,6 +280,131 @@ def probes_table(groups: dict, refs: dict) -> list[str]:
     return lines
 
 
+SHARES = ("win", "draw", "loss")  # info values that are shares of games: shown as percentages
+
+
+def info_cell(values: dict, keys: Sequence[str]) -> str:
+    """``win 96.3%, draw 0.0%`` or ``red -14.12, blue 6.45``: the given info values, by the last
+    part of their names."""
+    cells = []
+    for key in keys:
+        value = values.get(key)
+        label = key.rsplit("/", 1)[-1]
+        if value is None:
+            cells.append(f"{label} -")
+        else:
+            cells.append(f"{label} {value:.1%}" if label in SHARES else f"{label} {value:.2f}")
+    return ", ".join(cells)
+
+
+def ordered(values: dict) -> list[str]:
+    """Keys of info values: win, draw and loss first, in that order, then the rest by name."""
+    return [k for k in SHARES if k in values] + sorted(k for k in values if k not in SHARES)
+
+
+def agents_table(groups: dict, refs: dict, spec: str) -> list[str]:
+    """Runs of several agents (``spec``: ``<row>:<info key>,...``): one line per seed of the row and
+    of its ``<row>__<change>`` rows, with the env's info values named by the keys (``win``,
+    ``return/red``) at the last evaluation and at the first rollout, and what rlexp-eval measured."""
+    row, _, keys_text = spec.partition(":")
+    keys = [k for k in keys_text.split(",") if k]
+    rows = [(name, records) for (table, name), records in sorted(groups.items())
+            if table == "agents" and (name == row or name.startswith(row + PROBE_SEP))]
+    if not rows:
+        raise ValueError(f"{TEMPLATE.name}: table agents:{spec}: no records of the row {row!r}")
+    base = rows[0][1]
+    header = ["row", "change", "seed", "agent steps", "final eval return, per agent", "the env's values, last evaluation",
+              "the env's values, first rollout", "rlexp-eval", "agent steps/s", "training time", "data"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for name, records in rows:
+        for r in records:
+            final = r["final_eval"]
+            first = {key: hist[0][1] for key in keys for hist in [(r.get("info_history") or {}).get(f"rollout/{key}")] if hist}
+            last = {key: (r.get("info_metrics") or {}).get(f"eval/{key}") for key in keys}
+            evals = "; ".join(f"`{e['command'].removeprefix('rlexp-eval <run> ')}`: "
+                              + info_cell(e["metrics"], [k for k in keys if k in e["metrics"]] or ordered(e["metrics"]))
+                              for e in r.get("evaluations") or [])
+            cells = [f"`{name}`", change_from_base([r], base) if name != row else "-", str(r["seed"]), f"{r['steps']:,}",
+                     f"{final['mean']:.2f} ± {final['std']:.2f} ({final['episodes']} games)",
+                     info_cell(last, keys), info_cell(first, keys), evals or "-",
+                     f"{r['sps']:,.0f}", f"{r['train_time_s']:,.0f} s",
+                     f"[record]({link(DATA / 'agents' / name / Path(r.path).name)})"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def searched(records: Sequence[Record]) -> dict[int, str]:
+    """Each trial's searched settings (the overrides not every trial of its search shares), as
+    ``learning_rate=0.00042, ent_coef=0.0031``."""
+    shared = set.intersection(*(set(r["overrides"]) for r in records))
+
+    def short(override: str) -> str:
+        key, _, value = override.partition("=")
+        try:
+            value = f"{float(value):.2g}"
+        except ValueError:
+            pass
+        return f"{key.rsplit('.', 1)[-1]}={value}"
+
+    return {r["trial"]: ", ".join(short(o) for o in r["overrides"] if o not in shared) for r in records}
+
+
+def search_rows(groups: dict) -> list[tuple[str, list[Record]]]:
+    rows = [(name, records) for (table, name), records in sorted(groups.items()) if table == "optuna"]
+    for name, records in rows:
+        if any(r.get("trial") is None for r in records):
+            raise ValueError(f"optuna row {name!r}: a record without a trial number (record an Optuna search's directory)")
+    return rows
+
+
+def optuna_table(groups: dict, refs: dict) -> list[str]:
+    """One row per Optuna search: how its trials ended, the env steps they took in all, the best
+    completed trial and the search's wall time (first trial's start to last trial's end)."""
+    rows = search_rows(groups)
+    most = max((sum(r["steps"] for r in records) for _, records in rows), default=0)
+    header = ["search", "trials (complete / pruned)", "env steps, all trials", "best final eval return (trial: settings)",
+              "wall time", "training time, all trials", "data", "command"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for name, records in rows:
+        complete = [r for r in records if r["status"] == "finished"]
+        pruned = [r for r in records if r["status"] == "pruned"]
+        steps = sum(r["steps"] for r in records)
+        best = max(complete, key=lambda r: r.final_return) if complete else None
+        ends = [r["started_at"] + r["wall_time_s"] for r in records if r.get("started_at") and r.get("wall_time_s")]
+        wall = f"{max(ends) - min(r['started_at'] for r in records if r.get('started_at')):,.0f} s" if ends else "-"
+        cells = [f"`{name}`", f"{len(complete)} / {len(pruned)}", f"{steps:,} ({steps / most:.1%} of the most)",
+                 "-" if best is None else f"{best.final_return:.1f} (trial {best['trial']}: {searched(records)[best['trial']]})",
+                 wall, f"{sum(r['train_time_s'] for r in records):,.0f} s",
+                 f"[{len(records)} records]({link(DATA / 'optuna' / name)})", command_cell(records)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def optuna_trials_table(groups: dict, refs: dict, spec: str) -> list[str]:
+    """The trials of the named searches (``spec``: ``<search>,<search>,...``) side by side, by
+    trial number: each one's settings, and where it ended (its last evaluation, at its last step)."""
+    wanted = [n for n in spec.split(",") if n]
+    rows = dict(search_rows(groups))
+    missing = [n for n in wanted if n not in rows]
+    if missing:
+        raise ValueError(f"{TEMPLATE.name}: table optuna_trials:{spec}: no records of {', '.join(missing)}")
+    header = ["trial"] + [cell for n in wanted for cell in (f"`{n}`: settings", "end")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    by_trial = {n: {r["trial"]: r for r in rows[n]} for n in wanted}
+    settings = {n: searched(rows[n]) for n in wanted}
+    for number in sorted({t for n in wanted for t in by_trial[n]}):
+        cells = [str(number)]
+        for n in wanted:
+            r = by_trial[n].get(number)
+            if r is None:
+                cells += ["-", "-"]
+                continue
+            end = f"{r.final_return:.1f} at {r['steps']:,}"
+            cells += [settings[n][number], f"pruned: {end}" if r["status"] == "pruned" else end]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def references_table(groups: dict, refs: dict) -> list[str]:
     """The published figures, each linked to the file, line and commit it was read at; then the targets."""
     lines = ["| id | figure | where it is written |", "|---|---|---|"]
@@ -316,7 +455,11 @@ TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     **{name: per_seed_table(name) for name in PER_SEED_TABLES},
     "probes": probes_table,
     "references": references_table,
+    "optuna": optuna_table,
 }
+#: tables a template line names with an argument: ``{{table:agents:<row>:<info key>,...}}``
+TABLES_WITH_ARGUMENT: dict[str, Callable[[dict, dict, str], list[str]]] = {
+    "agents": agents_table, "optuna_trials": optuna_trials_table}
 
 
 def render(template: str, groups: dict, refs: dict) -> str:
@@ -324,10 +467,14 @@ def render(template: str, groups: dict, refs: dict) -> str:
     for line in template.splitlines():
         stripped = line.strip()
         if stripped.startswith("{{table:") and stripped.endswith("}}"):
-            name = stripped[len("{{table:"):-2]
-            if name not in TABLES:
-                raise ValueError(f"{TEMPLATE.name}: unknown table {name!r} (known: {', '.join(TABLES)})")
-            out += TABLES[name](groups, refs)
+            name, _, argument = stripped[len("{{table:"):-2].partition(":")
+            if argument and name in TABLES_WITH_ARGUMENT:
+                out += TABLES_WITH_ARGUMENT[name](groups, refs, argument)
+            elif name in TABLES and not argument:
+                out += TABLES[name](groups, refs)
+            else:
+                known = [*TABLES, *(f"{t}:<argument>" for t in TABLES_WITH_ARGUMENT)]
+                raise ValueError(f"{TEMPLATE.name}: unknown table {stripped[8:-2]!r} (known: {', '.join(known)})")
         else:
             out.append(line)
     return "\n".join(out) + "\n"
@@ -357,6 +504,13 @@ def figures(groups: dict, out_dir: Path) -> list[Path]:
         written.append(plot_learning_curves({name: [r.as_job() for r in records] for name, records in rows},
                                             out_dir / f"probes_{base}.png",
                                             title=f"{env}: one change at a time, mean ± std over seeds"))
+    agents: dict[str, dict[str, list]] = {}  # several agents: a row and its changes on one figure
+    for (table, name), records in sorted(groups.items()):
+        if table == "agents":
+            agents.setdefault(name.split(PROBE_SEP)[0], {})[name] = [r.as_job() for r in records]
+    for base, rows in agents.items():
+        env = groups[("agents", base if base in rows else next(iter(rows)))][0]["env_id"]
+        written.append(plot_learning_curves(rows, out_dir / f"{base}.png", title=f"{base} ({env}), mean ± std over seeds"))
     return written
 
 
@@ -377,6 +531,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     rec.add_argument("--data", type=Path, default=DATA)
     rec.add_argument("--stopped", action="store_true",
                      help="keep jobs stopped by a signal too, as far as their last evaluation (the page says so)")
+    rec.add_argument("--eval", action="append", default=[], metavar="ARGS",
+                     help="rlexp-eval arguments to run on every job and keep in its record, "
+                          "e.g. --eval 'episodes=1000 opponent=random' (repeatable)")
     bld = sub.add_parser("build", help="write docs/results.md (and the curves) from the records")
     bld.add_argument("--data", type=Path, default=DATA)
     bld.add_argument("--template", type=Path, default=TEMPLATE)
@@ -393,12 +550,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.name and len(args.multirun_dirs) > 1:
                 raise ValueError("--name names one row: give one multirun directory")
             for root in args.multirun_dirs:
-                for path in record_multirun(root, args.table, args.data, args.name, args.stopped):
+                for path in record_multirun(root, args.table, args.data, args.name, args.stopped, args.eval):
                     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
             return 0
         readme = None if str(args.readme) == "-" else args.readme
         page, readme_text, groups = build(args.data, args.template, args.references, readme)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except (FileNotFoundError, ValueError, KeyError, UsageError) as error:
         print(f"results_page.py: error: {error}", file=sys.stderr)
         return 1
     outputs = [(args.out, page)] + ([(readme, readme_text)] if readme else [])

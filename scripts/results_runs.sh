@@ -74,6 +74,11 @@ a2c_lunarlander__grad_02|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_gra
 a2c_lunarlander__hidden_256|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 network.hidden_sizes=[256,256] eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__ent_1e3_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.001 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__ent_1e2_grad_02|hparams=a2c_lunarlander algo.ent_coef=0.01 algo.max_grad_norm=0.2 eval.every_steps=100000 seed=0,1,2,3,4 eval.episodes=20
+ppo_connect_four_selfplay|hparams=ppo_connect_four_selfplay seed=1,2,3
+ppo_connect_four_selfplay__pure_selfplay|hparams=ppo_connect_four_selfplay selfplay.latest_share=0.5 selfplay.opponents=[pool] algo.learning_rate=3e-4 algo.n_epochs=4 seed=1
+ppo_simple_spread|hparams=ppo_simple_spread seed=1,2,3
+ppo_simple_spread__global_state|hparams=ppo_simple_spread env.critic_input=global_state seed=1,2,3
+ppo_simple_adversary|hparams=ppo_simple_adversary seed=1,2,3
 "
 
 wanted=" $* "

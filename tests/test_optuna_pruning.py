@@ -104,17 +104,24 @@ def test_a_pruned_run_ends_with_status_pruned(tmp_path):
     assert [e.step for e in acc.Scalars("hparams/final_eval_return")] == [512]
 
 
-def test_a_small_search_on_joblib_keeps_every_trial_in_its_storage(tmp_path):
+@pytest.fixture(scope="module")
+def small_search(tmp_path_factory):
+    """A 4-trial search on the joblib launcher: trials 1 and 3 are pruned at their evaluation at
+    step 512; 0 and 2 run their 1024 steps. Its sweep directory and its study's storage."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    tmp_path = tmp_path_factory.mktemp("search")
     sweep_dir, db = tmp_path / "search", tmp_path / "study.db"
-    # trials 1 and 3 are pruned at their evaluation at step 512; 0 and 2 run their 1024 steps
-    result = run_cli("-m", "+sweep=ppo_optuna_pruning", "hydra.sweeper.n_trials=4", *SMALL, "total_steps=1024", "logger=none",
+    result = run_cli("-m", "+sweep=ppo_optuna_pruning", "hydra.sweeper.n_trials=4", *SMALL, "total_steps=1024",
                      f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={sweep_dir}",
                      "hydra/sweeper/pruner=none", "hydra.sweeper.pruner._target_=optuna_pruners.PruneFrom",
                      "+hydra.sweeper.pruner.step=512", "+hydra.sweeper.pruner.trials=[1,3]",
-                     env={"PYTHONPATH": str(ROOT / "tests")})
+                     env={"PYTHONPATH": str(ROOT / "tests")})  # TensorBoard on: the records read it
     assert result.returncode == 0, result.stderr[-3000:]
+    return sweep_dir, db
 
+
+def test_a_small_search_on_joblib_keeps_every_trial_in_its_storage(small_search):
+    sweep_dir, db = small_search
     study = optuna.load_study(study_name="ppo_cartpole_pruned", storage=f"sqlite:///{db}")
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED]
@@ -166,3 +173,36 @@ def test_the_pruning_presets_compose():
     assert sweeper("hydra/sweeper/pruner=median")[1].pruner._target_ == "optuna.pruners.MedianPruner"
     assert sweeper("hydra/sweeper/pruner=none")[1].pruner._target_ == "optuna.pruners.NopPruner"
     assert sweeper("hydra/launcher=basic")[0].hydra.launcher._target_.endswith("BasicLauncher")
+
+
+def test_a_search_becomes_one_record_per_trial_and_a_row_of_the_results_page(small_search, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results_page.py")
+    results_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_page)
+    sweep_dir, _ = small_search
+    paths = results_page.record_multirun(sweep_dir, "optuna", tmp_path / "data", name="small")
+    assert sorted(p.name for p in paths) == ["trial0.json", "trial1.json", "trial2.json", "trial3.json"]
+    records = {json.loads(p.read_text())["trial"]: json.loads(p.read_text()) for p in paths}
+    assert [records[n]["status"] for n in range(4)] == ["finished", "pruned", "finished", "pruned"]
+    assert [records[n]["steps"] for n in range(4)] == [1024, 512, 1024, 512]
+    for n, record in records.items():
+        overrides = dict(o.split("=", 1) for o in record["overrides"])
+        assert float(overrides["algo.learning_rate"]) == record["config"]["algo"]["learning_rate"]
+        assert record["started_at"] > 1.7e9 and record["wall_time_s"] > 0  # Unix seconds; seconds since its start
+
+    groups = results_page.load_records(tmp_path / "data")
+    (row,) = results_page.optuna_table(groups, {})[2:]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    best = max((0, 2), key=lambda n: records[n]["final_eval"]["mean"])
+    assert cells[1] == "2 / 2" and cells[2] == "3,072 (100.0% of the most)"
+    assert cells[3].startswith(f"{records[best]['final_eval']['mean']:.1f} (trial {best}: ")
+    assert "learning_rate=" in cells[3] and "ent_coef=" in cells[3]
+    first = min(r["started_at"] for r in records.values())
+    last = max(r["started_at"] + r["wall_time_s"] for r in records.values())
+    assert cells[4] == f"{last - first:,.0f} s"
+    trials = results_page.optuna_trials_table(groups, {}, "small")[2:]
+    assert [line.split("|")[1].strip() for line in trials] == ["0", "1", "2", "3"]
+    assert trials[1].rstrip(" |").endswith(f"pruned: {records[1]['final_eval']['mean']:.1f} at 512")
+    assert trials[2].rstrip(" |").endswith(f"{records[2]['final_eval']['mean']:.1f} at 1,024")

@@ -261,3 +261,71 @@ def test_a_probe_without_its_base_row_is_refused(tmp_path, capsys):
     with pytest.raises(AssertionError):
         write_toy_page(tmp_path, [probe("game__gamma", 0, 7.0, [[100, 1.0, 7.0, 0.0]])], {}, tables=("probes",))
     assert "changes the row 'game', which has no records" in capsys.readouterr().err
+
+
+def test_a_game_run_keeps_its_win_rates_and_what_rlexp_eval_measured(tmp_path, monkeypatch):
+    pytest.importorskip("pettingzoo")
+    monkeypatch.chdir(tmp_path)
+    run = rlexp.train(["env=connect_four", "env.num_envs=4", "algo.n_steps=64", "total_steps=512", "eval.every_steps=256",
+                       "eval.episodes=10", "progress=false", "seed=3"], run_dir=tmp_path / "run")
+    paths = results_page.record_multirun(run.run_dir, "agents", tmp_path / "data", name="c4",
+                                         evals=["episodes=30 opponent=random"])
+    record = json.loads(paths[0].read_text())
+    shares = {key: record["info_metrics"][f"eval/{key}"] for key in ("win", "draw", "loss")}
+    assert sum(shares.values()) == pytest.approx(1.0)  # each of the 10 games is won, drawn or lost
+    assert record["info_metrics"]["eval/win"] == pytest.approx(run["info_metrics"]["eval/win"], rel=1e-5)
+    history = record["info_history"]["rollout/win"]
+    assert history and history[-1][0] <= 512 and all(0.0 <= value <= 1.0 for _, value in history)
+    (evaluation,) = record["evaluations"]
+    assert evaluation["command"] == "rlexp-eval <run> episodes=30 opponent=random"
+    assert evaluation["episodes"] == 30 and evaluation["deterministic"] is True
+    won, lost = evaluation["metrics"]["win"], evaluation["metrics"]["loss"]
+    assert won + lost + evaluation["metrics"]["draw"] == pytest.approx(1.0)
+    # a game pays +1 for a win, -1 for a loss and 0 for a draw, so the mean return is win - loss
+    assert evaluation["return_mean"] == pytest.approx(won - lost, abs=1e-5)
+
+
+def test_a_bad_evaluation_argument_stops_before_any_record(tmp_path, capsys):
+    run = tmp_path / "multirun" / "0_job"
+    (run / ".hydra").mkdir(parents=True)
+    code = results_page.main(["record", "--table", "agents", "--data", str(tmp_path / "data"),
+                              "--eval", "episodes=0", str(tmp_path / "multirun")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "episodes" in err[0] and ">= 1" in err[0]
+    assert not (tmp_path / "data").exists()
+
+
+def agents_record(name, seed, overrides=(), evaluations=()):
+    record = fake_record(seed, -18.0 - seed, [[1000, 5.0, -18.0 - seed, 4.0]], name=name, table="agents")
+    record["overrides"] = [*overrides, f"seed={seed}"]
+    record["info_metrics"] = {"eval/return/red": -14.125, "eval/return/blue": 6.5, "eval/win": 0.963,
+                              "rollout/return/red": -13.0}
+    record["info_history"] = {"rollout/return/red": [[100, -24.81], [1000, -13.0]], "rollout/win": [[100, 0.25]]}
+    record["evaluations"] = list(evaluations)
+    return record
+
+
+def test_a_several_agents_row_shows_the_named_values_and_rlexp_eval_per_seed(tmp_path):
+    vs_random = {"command": "rlexp-eval <run> episodes=1000 opponent=random", "episodes": 1000, "deterministic": True,
+                 "return_mean": 0.926, "return_std": 0.3, "metrics": {"win": 0.963, "draw": 0.0, "loss": 0.037}}
+    records = [agents_record("mpe", 1, evaluations=[vs_random]), agents_record("mpe", 2),
+               agents_record("mpe__global", 1, overrides=["env.critic_input=global_state"]),
+               agents_record("other", 1)]
+    page = write_toy_page(tmp_path, records, {}, tables=("agents:mpe:return/red,return/blue", "agents:mpe:win"))
+    first, second = [block.splitlines() for block in page.split("\n\n")[1:3]]
+    assert len(first) == 2 + 3  # the header, its rule, seeds 1 and 2 of mpe and seed 1 of mpe__global; not `other`
+    cells = [c.strip() for c in first[2].strip("|").split("|")]
+    assert cells[:4] == ["`mpe`", "-", "1", "40,000"]
+    assert cells[4] == "-19.00 ± 0.00 (20 games)"
+    assert cells[5] == "red -14.12, blue 6.50"  # the last evaluation's values
+    assert cells[6] == "red -24.81, blue -"  # the first rollout's (none of blue was logged)
+    assert cells[7] == "`episodes=1000 opponent=random`: win 96.3%, draw 0.0%, loss 3.7%"  # keys not asked for: all of them
+    assert first[4].startswith("| `mpe__global` | `env.critic_input=global_state` | 1 |")
+    assert "| win 96.3% | win 25.0% | `episodes=1000 opponent=random`: win 96.3% |" in second[2]
+
+
+def test_a_table_of_several_agents_without_records_is_refused(tmp_path, capsys):
+    with pytest.raises(AssertionError):
+        write_toy_page(tmp_path, [agents_record("mpe", 1)], {}, tables=("agents:nothing:win",))
+    assert "no records of the row 'nothing'" in capsys.readouterr().err

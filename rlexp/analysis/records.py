@@ -12,9 +12,17 @@ record keeps what the page and its figures need, and what a reader needs to chec
   environment's, and ``versions_from`` says so);
 - ``final_eval``, ``eval_history`` ([step, seconds since start, mean, std]), a thinned
   ``train_history`` ([step, seconds, episode return]), the steps and seconds to the env's
-  reward threshold, training time and steps per second.
+  reward threshold, training time and steps per second;
+- where the env reports values of its own at episode ends (win, draw and loss of a turn-based
+  game, each agent's or team's return): ``info_metrics``, their last values, and
+  ``info_history``, a thinned curve of each ([step, value]);
+- ``evaluations``: what ``rlexp-eval`` measured on the trained run when the record was made
+  (against another opponent, over more episodes), each with its command line;
+- a trial of an Optuna search: ``trial`` (its number), ``status`` "pruned" where the pruner
+  stopped it, and ``started_at`` (Unix seconds) so that the search's wall time can be told.
 
-Records live under ``docs/results/data/<table>/<name>/seed<N>.json``; ``scripts/results_page.py
+Records live under ``docs/results/data/<table>/<name>/seed<N>.json`` (a search's trials:
+``trial<N>.json``); ``scripts/results_page.py
 record`` writes them from run directories and ``build`` turns them into docs/results.md.
 """
 
@@ -28,11 +36,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from rlexp.analysis.results import EVAL_TAG, TRAIN_TAG, Curve, Job
+from rlexp.analysis.results import EVAL_TAG, TRAIN_TAG, Curve, Job, first_event_time, read_scalars
 
 RECORD_VERSION = 1
 #: the most points of the training-return curve a record keeps (evenly spaced in the run)
 TRAIN_POINTS = 150
+#: the most points of each info metric's curve a record keeps
+INFO_POINTS = 40
 
 
 def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
@@ -65,10 +75,22 @@ def eval_history(job: Job) -> list[list[Optional[float]]]:
     return rows
 
 
+def info_history(job: Job, points: int = INFO_POINTS) -> dict[str, list[list[Optional[float]]]]:
+    """[step, value] rows of each info metric the run's summary names, from its event file."""
+    tags = sorted((job.summary or {}).get("info_metrics") or {})
+    tb_dir = Path(job.path) / "tb"
+    if not tags or not tb_dir.is_dir():
+        return {}
+    curves = read_scalars(tb_dir, tags)
+    return {tag: [[row[0], row[2]] for row in thin(curve, points)] for tag, curve in curves.items()}
+
+
 def make_record(job: Job, *, table: str, name: str, command: str, threshold: Optional[float],
-                fallback_versions: Optional[dict] = None, fallback_machine: Optional[str] = None) -> dict[str, Any]:
+                fallback_versions: Optional[dict] = None, fallback_machine: Optional[str] = None,
+                evaluations: Sequence[dict] = (), trial: Optional[int] = None) -> dict[str, Any]:
     """The record of one job of a multirun that finished, or that was stopped and is kept as far
-    as its last evaluation (see the module's docstring)."""
+    as its last evaluation (see the module's docstring); ``evaluations``: what rlexp-eval
+    measured on it (:func:`evaluation_entry`)."""
     if not job.ok:
         raise ValueError(f"{job.path}: {job.problem}")
     summary = job.summary or {}
@@ -99,6 +121,14 @@ def make_record(job: Job, *, table: str, name: str, command: str, threshold: Opt
         "train_history": thin(job.curves[TRAIN_TAG]) if TRAIN_TAG in job.curves else [],
         "config": job.config,
     }
+    if summary.get("info_metrics"):  # only where the env reports some: older records stay as they are
+        record["info_metrics"] = {key: _round(value, 6) for key, value in sorted(summary["info_metrics"].items())}
+        record["info_history"] = info_history(job)
+    if evaluations:
+        record["evaluations"] = list(evaluations)
+    if trial is not None:
+        record["trial"] = trial
+        record["started_at"] = _round(first_event_time(Path(job.path) / "tb"), 10)
     if job.config.get("resume"):  # resumed: where from is this machine's path, not a setting,
         record["config"] = {**job.config, "resume": None}  # and the wall clock counts the time it
         record["resumed"] = True                            # stood stopped (train_time_s does not)
@@ -108,13 +138,23 @@ def make_record(job: Job, *, table: str, name: str, command: str, threshold: Opt
     return record
 
 
-def record_path(data_dir: Path, table: str, name: str, seed: Any) -> Path:
-    return Path(data_dir) / table / name / f"seed{seed}.json"
+def evaluation_entry(arguments: str, evaluation: Any) -> dict[str, Any]:
+    """One entry of a record's ``evaluations``: the rlexp-eval arguments (after the run) and what
+    they gave (an :class:`rlexp.cli.evaluate.Evaluation`)."""
+    returns = np.asarray(evaluation.returns, dtype=float)
+    return {"command": f"rlexp-eval <run> {arguments}".strip(), "episodes": int(returns.size),
+            "deterministic": bool(evaluation.deterministic), "return_mean": _round(returns.mean(), 6),
+            "return_std": _round(returns.std(), 4),
+            "metrics": {key: _round(value, 6) for key, value in evaluation.metrics.items()}}
+
+
+def record_path(data_dir: Path, table: str, name: str, seed: Any, trial: Optional[int] = None) -> Path:
+    return Path(data_dir) / table / name / (f"seed{seed}.json" if trial is None else f"trial{trial}.json")
 
 
 def write_record(record: dict, data_dir: Path) -> Path:
     """Write one record (sorted keys, 1-space indent, a final newline), atomically."""
-    path = record_path(data_dir, record["table"], record["name"], record["seed"])
+    path = record_path(data_dir, record["table"], record["name"], record["seed"], record.get("trial"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -158,12 +198,12 @@ class Record:
 def load_records(data_dir: Path) -> dict[tuple[str, str], list[Record]]:
     """Every record under ``data_dir``, grouped by (table, name), seeds in order."""
     groups: dict[tuple[str, str], list[Record]] = {}
-    for path in sorted(Path(data_dir).glob("*/*/seed*.json")):
+    for path in sorted([*Path(data_dir).glob("*/*/seed*.json"), *Path(data_dir).glob("*/*/trial*.json")]):
         data = json.loads(path.read_text())
         if data.get("record") != RECORD_VERSION:
             raise ValueError(f"{path}: record version {data.get('record')!r}, this rlexp reads {RECORD_VERSION}")
         groups.setdefault((data["table"], data["name"]), []).append(Record(path, data))
     for records in groups.values():
-        records.sort(key=lambda r: (r.get("seed") is None, r.get("seed")))
+        records.sort(key=lambda r: (r.get("seed") is None, r.get("seed"), r.get("trial") or 0))
     return groups
 

@@ -101,6 +101,20 @@ def read_scalars(tb_dir: Path, tags: Iterable[str]) -> dict[str, Curve]:
     return curves
 
 
+def first_event_time(tb_dir: Path) -> Optional[float]:
+    """When a run wrote its first event (Unix seconds), or None without one."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(tb_dir).is_dir():
+        return None
+    accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 1})
+    accumulator.Reload()
+    try:
+        return float(accumulator.FirstEventTimestamp())
+    except ValueError:
+        return None
+
+
 def _load_yaml(path: Path):
     with open(path) as f:
         return yaml.safe_load(f)

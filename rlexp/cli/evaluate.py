@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from rlexp.errors import ConfigError, require
@@ -101,12 +102,49 @@ def record_videos(path: Path, args: EvalArgs, device: torch.device, video_dir: P
     return sorted(set(video_dir.glob("*.mp4")) - before)
 
 
+@dataclass
+class Evaluation:
+    """What one ``rlexp-eval`` command measured: the returns of its episodes and the env's info
+    metrics at their ends (win, draw, loss of a turn-based game; each agent's return)."""
+
+    env_id: str
+    checkpoint: Path
+    returns: np.ndarray
+    deterministic: bool
+    env_overrides: tuple[str, ...]
+    metrics: dict[str, float]
+
+    def line(self) -> str:
+        kind = "deterministic" if self.deterministic else "stochastic"
+        changed = f", with {' '.join(self.env_overrides)}" if self.env_overrides else ""
+        extra = "".join(f"; {key} {value:.3f}" for key, value in self.metrics.items())
+        return (f"{self.env_id}: return {self.returns.mean():.2f} +/- {self.returns.std():.2f} over {len(self.returns)} "
+                f"{kind} episodes ({self.checkpoint}{changed}){extra}")
+
+
+def evaluate(target: Path, args: EvalArgs) -> Evaluation:
+    """Play ``args.episodes`` episodes with the run (or checkpoint) ``target``: what rlexp-eval prints."""
+    from rlexp.builders import build, resolve_device
+    from rlexp.run.checkpoint import checkpoint_path
+    from rlexp.run.info_metrics import InfoMetrics
+
+    path = checkpoint_path(target, args.checkpoint)
+    torch.set_num_threads(1)
+    device = resolve_device(args.device)
+    policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
+    deterministic = run_evaluates_deterministically(cfg) if args.deterministic is None else args.deterministic
+    # the env's info values at episode ends: win/draw/loss of a turn-based game, each agent's return
+    metrics = InfoMetrics(getattr(build("env", cfg.env), "info_reductions", {}))
+    try:
+        returns = play_episodes(policy, env, env.num_envs, device, deterministic, seed=args.seed, info_metrics=metrics)
+    finally:
+        env.close()
+    extra = {key.partition("/")[2]: float(value) for key, value in metrics.pop("eval").items()}
+    return Evaluation(str(cfg.env.id), path, returns, deterministic, tuple(args.env), extra)
+
+
 def main(argv: list[str] | None = None) -> None:
     import sys
-
-    from rlexp.builders import build, resolve_device
-    from rlexp.run.info_metrics import InfoMetrics
-    from rlexp.run.checkpoint import checkpoint_path
 
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
@@ -114,23 +152,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     try:
         target, args = parse_args(argv)
-        path = checkpoint_path(target, args.checkpoint)
-        torch.set_num_threads(1)
-        device = resolve_device(args.device)
-        policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
-        if args.deterministic is None:
-            args.deterministic = run_evaluates_deterministically(cfg)
-        # the env's info values at episode ends: win/draw/loss of a turn-based game, each agent's return
-        metrics = InfoMetrics(getattr(build("env", cfg.env), "info_reductions", {}))
-        returns = play_episodes(policy, env, env.num_envs, device, args.deterministic, seed=args.seed, info_metrics=metrics)
-        env.close()
-        kind = "deterministic" if args.deterministic else "stochastic"
-        changed = f", with {' '.join(args.env)}" if args.env else ""
-        extra = "".join(f"; {key.partition('/')[2]} {value:.3f}" for key, value in metrics.pop("eval").items())
-        print(f"{cfg.env.id}: return {returns.mean():.2f} +/- {returns.std():.2f} over {len(returns)} {kind} episodes ({path}{changed}){extra}")
+        result = evaluate(target, args)
+        print(result.line())
         if args.video:
+            from rlexp.builders import resolve_device
+
+            path = result.checkpoint
             run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-            for video in record_videos(path, args, device, run_dir / "videos"):
+            args.deterministic = result.deterministic
+            for video in record_videos(path, args, resolve_device(args.device), run_dir / "videos"):
                 print(f"video: {video}")
     except UsageError as error:
         print(USAGE, file=sys.stderr)
