@@ -56,13 +56,25 @@ def reproduce_command(root: Path) -> str:
                      *map(shlex.quote, hydra_args)])
 
 
+def search_command(jobs: Sequence) -> str:
+    """The command line of an Optuna search (which writes no multirun.yaml): the overrides every
+    trial shares, without the ones Hydra adds to each trial."""
+    shared = set.intersection(*(set(job.overrides) for job in jobs))
+    first = jobs[0]
+    hydra_cfg = (yaml.safe_load((first.path / ".hydra" / "hydra.yaml").read_text()) or {}).get("hydra", {})
+    hydra_args = [o for o in hydra_cfg.get("overrides", {}).get("hydra", [])
+                  if o != "hydra.mode=MULTIRUN" and not o.startswith("++hydra.job.env_set.RLEXP_OPTUNA_TRIAL=")]
+    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, [o for o in first.overrides if o in shared]),
+                     *map(shlex.quote, hydra_args)])
+
+
 def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None,
-                    stopped: bool = False, evals: Sequence[str] = ()) -> list[Path]:
+                    stopped: bool = False, evals: Sequence[str] = (), tags: Sequence[str] = ()) -> list[Path]:
     """One record per finished job of a multirun directory; the name defaults to the directory's.
     With ``stopped``, a job stopped by a signal (status "interrupted", resumable) is kept too, as
     far as its last evaluation: a run too long for one sitting, recorded where it stopped.
     ``evals``: rlexp-eval arguments (``"episodes=1000 opponent=random"``), each run on every job
-    and kept in its record."""
+    and kept in its record; ``tags``: TensorBoard scalars whose curves the records keep too."""
     from rlexp.cli.evaluate import evaluate, parse_args
     from rlexp.run.records import machine_description, software_versions
 
@@ -85,16 +97,16 @@ def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] 
         hint = "" if stopped else " (--stopped keeps a run stopped by a signal, as far as its last evaluation)"
         raise ValueError(f"{root}: not every job finished: " + "; ".join(problems) + hint)
     name = name or root.name
-    command = reproduce_command(root)
-    paths = []
+    command = search_command(run.jobs) if search else reproduce_command(root)
+    records = []  # every record made before any is written: a bad --eval or --tag writes none
     for job in run.jobs:
         env_id = (job.summary or {}).get("env_id")
         evaluations = [evaluation_entry(arguments, evaluate(*parse_args([str(job.path), *shlex.split(arguments)])))
                        for arguments in evals]
-        record = make_record(job, table=table, name=name, command=command, threshold=reward_threshold(env_id),
-                             fallback_versions=software_versions(env_id), fallback_machine=machine_description(),
-                             evaluations=evaluations, trial=job.num if search else None)
-        paths.append(write_record(record, data_dir))
+        records.append(make_record(job, table=table, name=name, command=command, threshold=reward_threshold(env_id),
+                                   fallback_versions=software_versions(env_id), fallback_machine=machine_description(),
+                                   evaluations=evaluations, trial=job.num if search else None, tags=tags))
+    paths = [write_record(record, data_dir) for record in records]
     return paths
 
 
@@ -325,7 +337,7 @@ def agents_table(groups: dict, refs: dict, spec: str) -> list[str]:
                               + info_cell(e["metrics"], [k for k in keys if k in e["metrics"]] or ordered(e["metrics"]))
                               for e in r.get("evaluations") or [])
             cells = [f"`{name}`", change_from_base([r], base) if name != row else "-", str(r["seed"]), f"{r['steps']:,}",
-                     f"{final['mean']:.2f} ± {final['std']:.2f} ({final['episodes']} games)",
+                     f"{final['mean']:.2f} ± {final['std']:.2f} ({final['episodes']} episodes)",
                      info_cell(last, keys), info_cell(first, keys), evals or "-",
                      f"{r['sps']:,.0f}", f"{r['train_time_s']:,.0f} s",
                      f"[record]({link(DATA / 'agents' / name / Path(r.path).name)})"]
@@ -534,6 +546,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rec.add_argument("--eval", action="append", default=[], metavar="ARGS",
                      help="rlexp-eval arguments to run on every job and keep in its record, "
                           "e.g. --eval 'episodes=1000 opponent=random' (repeatable)")
+    rec.add_argument("--tag", action="append", default=[], metavar="TAG",
+                     help="a TensorBoard scalar whose thinned curve the records keep too, e.g. train/explained_variance (repeatable)")
     bld = sub.add_parser("build", help="write docs/results.md (and the curves) from the records")
     bld.add_argument("--data", type=Path, default=DATA)
     bld.add_argument("--template", type=Path, default=TEMPLATE)
@@ -550,7 +564,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.name and len(args.multirun_dirs) > 1:
                 raise ValueError("--name names one row: give one multirun directory")
             for root in args.multirun_dirs:
-                for path in record_multirun(root, args.table, args.data, args.name, args.stopped, args.eval):
+                for path in record_multirun(root, args.table, args.data, args.name, args.stopped, args.eval, args.tag):
                     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
             return 0
         readme = None if str(args.readme) == "-" else args.readme

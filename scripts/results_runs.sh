@@ -11,6 +11,10 @@
 #   python scripts/results_page.py record --table minatar outputs/multirun/results/{breakout_10m,spaceinvaders_10m,ppo_minatar_breakout,ppo_lstm_minatar_breakout}* ...
 #   python scripts/results_page.py record --table atari --stopped outputs/multirun/results/*_atari_breakout ...
 #   python scripts/results_page.py record --table probes outputs/multirun/results/breakout_3m* ...  # one change per row
+#   python scripts/results_page.py record --table agents --eval 'episodes=1000 opponent=random' \
+#       --eval 'episodes=1000 opponent=rlexp.envs.multiagent:connect_four_lookahead' outputs/multirun/results/ppo_connect_four_selfplay*
+#   python scripts/results_page.py record --table agents outputs/multirun/results/ppo_simple_*
+#   python scripts/results_page.py record --table optuna outputs/multirun/results/optuna_*   # one record per trial
 #   python scripts/results_page.py build            # -> docs/results.md and its curves
 #
 # Each row's command is what its "command" column shows.
@@ -24,6 +28,11 @@ cd "$(dirname "$0")/.."
 # The a2c_lunarlander__* probes ran on that preset as it was before it took ent_coef 1e-3 and
 # max_grad_norm 0.2 (from the probe a2c_lunarlander__ent_1e3_grad_02); their rows here set its
 # old values (ent_coef 1e-5, max_grad_norm 0.5), which their records' commands did not need to.
+# The optuna_* rows are two Optuna searches (16 trials, two at a time) in a study database of their
+# own: run them one after the other on an idle machine, with no study of those names in it yet
+# (a second run adds 16 trials to the same study). connect_four_20k is recorded with
+# --eval 'episodes=200 opponent=random'. The *_seeds_3_5 rows are seeds of the row before them,
+# run later: record --table spaces --name <that row>.
 # a2c_lunarlander__base is that old preset, recorded as the probes' base row:
 #   python scripts/results_page.py record --table probes --name a2c_lunarlander outputs/multirun/results/a2c_lunarlander__base
 ROWS="
@@ -38,12 +47,19 @@ ppo_cartpole_gpu|hparams=ppo_cartpole_gpu seed=0,1,2 eval.episodes=20
 ppo_lstm_cartpole_novel|hparams=ppo_lstm_cartpole_novel seed=0,1,2,3,4,5,6,7 eval.episodes=20
 ppo_lstm_cartpole_novel_nocore|hparams=ppo_lstm_cartpole_novel network.recurrent=null seed=0,1,2 eval.episodes=20
 ppo_lstm_pendulum_novel|hparams=ppo_lstm_pendulum_novel seed=0,1,2 eval.episodes=20
+ppo_lstm_cartpole_novel__zoo_100k|hparams=ppo_lstm_cartpole_novel total_steps=100000 seed=0,1,2 eval.episodes=20
+ppo_lstm_pendulum_novel__obs_norm_only|hparams=ppo_lstm_pendulum_novel env.normalize_reward=false seed=0,1,2 eval.episodes=20
 a2c_lunarlander|hparams=a2c_lunarlander eval.every_steps=100000 seed=0,1,2,3,4 eval.episodes=20
 ppo_halfcheetah|hparams=ppo_halfcheetah eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 ppo_bipedalwalker|hparams=ppo_bipedalwalker eval.every_steps=500000 seed=0,1,2 eval.episodes=20
 ppo_frozenlake|hparams=ppo_frozenlake seed=0,1,2
 ppo_frozenlake_slippery|hparams=ppo_frozenlake_slippery seed=0,1,2
 ppo_minigrid_doorkey|hparams=ppo_minigrid_doorkey seed=0,1,2
+ppo_minigrid_doorkey__cnn_auto|hparams=ppo_minigrid_doorkey network.encoder=auto seed=0,1,2
+ppo_minigrid_doorkey__cnn_auto_features_64|hparams=ppo_minigrid_doorkey network.encoder=auto network.cnn.features=64 seed=0,1,2
+ppo_frozenlake_seeds_3_5|hparams=ppo_frozenlake seed=3,4,5
+ppo_frozenlake_slippery_seeds_3_5|hparams=ppo_frozenlake_slippery seed=3,4,5
+ppo_minigrid_doorkey_seeds_3_5|hparams=ppo_minigrid_doorkey seed=3,4,5
 ppo_taxi|hparams=ppo_taxi seed=1,2,3
 ppo_taxi_nomask|hparams=ppo_taxi env.action_mask=none seed=1,2,3
 breakout_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
@@ -79,6 +95,9 @@ ppo_connect_four_selfplay__pure_selfplay|hparams=ppo_connect_four_selfplay selfp
 ppo_simple_spread|hparams=ppo_simple_spread seed=1,2,3
 ppo_simple_spread__global_state|hparams=ppo_simple_spread env.critic_input=global_state seed=1,2,3
 ppo_simple_adversary|hparams=ppo_simple_adversary seed=1,2,3
+connect_four_20k|env=connect_four selfplay.snapshot_every=2 total_steps=20480 seed=1
+optuna_pruned|+sweep=ppo_optuna_pruning hydra.sweeper.storage=sqlite:///outputs/multirun/results/optuna.db
+optuna_unpruned|+sweep=ppo_optuna_pruning hydra/sweeper/pruner=none hydra.sweeper.study_name=ppo_cartpole_unpruned hydra.sweeper.storage=sqlite:///outputs/multirun/results/optuna.db
 "
 
 wanted=" $* "

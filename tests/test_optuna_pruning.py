@@ -191,6 +191,10 @@ def test_a_search_becomes_one_record_per_trial_and_a_row_of_the_results_page(sma
         overrides = dict(o.split("=", 1) for o in record["overrides"])
         assert float(overrides["algo.learning_rate"]) == record["config"]["algo"]["learning_rate"]
         assert record["started_at"] > 1.7e9 and record["wall_time_s"] > 0  # Unix seconds; seconds since its start
+        command = record["command"].split()  # the search's command line, not one trial's
+        assert command[:3] == ["python", "-m", "rlexp.cli.train"] and "+sweep=ppo_optuna_pruning" in command
+        assert "total_steps=1024" in command and "hydra.sweeper.n_trials=4" in command
+        assert not [arg for arg in command if "learning_rate" in arg or "RLEXP_OPTUNA_TRIAL" in arg or "MULTIRUN" in arg]
 
     groups = results_page.load_records(tmp_path / "data")
     (row,) = results_page.optuna_table(groups, {})[2:]

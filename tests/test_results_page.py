@@ -317,7 +317,7 @@ def test_a_several_agents_row_shows_the_named_values_and_rlexp_eval_per_seed(tmp
     assert len(first) == 2 + 3  # the header, its rule, seeds 1 and 2 of mpe and seed 1 of mpe__global; not `other`
     cells = [c.strip() for c in first[2].strip("|").split("|")]
     assert cells[:4] == ["`mpe`", "-", "1", "40,000"]
-    assert cells[4] == "-19.00 ± 0.00 (20 games)"
+    assert cells[4] == "-19.00 ± 0.00 (20 episodes)"
     assert cells[5] == "red -14.12, blue 6.50"  # the last evaluation's values
     assert cells[6] == "red -24.81, blue -"  # the first rollout's (none of blue was logged)
     assert cells[7] == "`episodes=1000 opponent=random`: win 96.3%, draw 0.0%, loss 3.7%"  # keys not asked for: all of them
@@ -329,3 +329,19 @@ def test_a_table_of_several_agents_without_records_is_refused(tmp_path, capsys):
     with pytest.raises(AssertionError):
         write_toy_page(tmp_path, [agents_record("mpe", 1)], {}, tables=("agents:nothing:win",))
     assert "no records of the row 'nothing'" in capsys.readouterr().err
+
+
+def test_a_record_keeps_the_curves_of_the_tags_asked_for_and_refuses_a_tag_the_run_never_logged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = rlexp.train(["total_steps=2048", "eval.every_steps=1024", "eval.episodes=2", "progress=false", "seed=1"],
+                      run_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="no TensorBoard tag nope/never"):
+        results_page.record_multirun(run.run_dir, "tuned", tmp_path / "data", name="quick",
+                                     tags=["train/explained_variance", "nope/never"])
+    assert not (tmp_path / "data").exists()  # nothing written
+    (path,) = results_page.record_multirun(run.run_dir, "tuned", tmp_path / "data", name="quick",
+                                           tags=["train/explained_variance"])
+    history = json.loads(path.read_text())["tag_history"]["train/explained_variance"]
+    per_update = run["steps"] // run["updates"]
+    assert [step for step, _ in history] == [per_update * (i + 1) for i in range(run["updates"])]  # one per update
+    assert all(value <= 1.0 for _, value in history)

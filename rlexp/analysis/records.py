@@ -16,6 +16,8 @@ record keeps what the page and its figures need, and what a reader needs to chec
 - where the env reports values of its own at episode ends (win, draw and loss of a turn-based
   game, each agent's or team's return): ``info_metrics``, their last values, and
   ``info_history``, a thinned curve of each ([step, value]);
+- ``tag_history``: a thinned curve ([step, value]) of each further TensorBoard tag the record
+  was asked for (``record --tag train/explained_variance``);
 - ``evaluations``: what ``rlexp-eval`` measured on the trained run when the record was made
   (against another opponent, over more episodes), each with its command line;
 - a trial of an Optuna search: ``trial`` (its number), ``status`` "pruned" where the pruner
@@ -75,9 +77,10 @@ def eval_history(job: Job) -> list[list[Optional[float]]]:
     return rows
 
 
-def info_history(job: Job, points: int = INFO_POINTS) -> dict[str, list[list[Optional[float]]]]:
-    """[step, value] rows of each info metric the run's summary names, from its event file."""
-    tags = sorted((job.summary or {}).get("info_metrics") or {})
+def info_history(job: Job, points: int = INFO_POINTS, tags: Optional[Sequence[str]] = None) -> dict[str, list[list[Optional[float]]]]:
+    """[step, value] rows of each info metric the run's summary names (or of ``tags``), from its
+    event file."""
+    tags = sorted((job.summary or {}).get("info_metrics") or {}) if tags is None else list(tags)
     tb_dir = Path(job.path) / "tb"
     if not tags or not tb_dir.is_dir():
         return {}
@@ -87,7 +90,8 @@ def info_history(job: Job, points: int = INFO_POINTS) -> dict[str, list[list[Opt
 
 def make_record(job: Job, *, table: str, name: str, command: str, threshold: Optional[float],
                 fallback_versions: Optional[dict] = None, fallback_machine: Optional[str] = None,
-                evaluations: Sequence[dict] = (), trial: Optional[int] = None) -> dict[str, Any]:
+                evaluations: Sequence[dict] = (), trial: Optional[int] = None,
+                tags: Sequence[str] = ()) -> dict[str, Any]:
     """The record of one job of a multirun that finished, or that was stopped and is kept as far
     as its last evaluation (see the module's docstring); ``evaluations``: what rlexp-eval
     measured on it (:func:`evaluation_entry`)."""
@@ -124,6 +128,11 @@ def make_record(job: Job, *, table: str, name: str, command: str, threshold: Opt
     if summary.get("info_metrics"):  # only where the env reports some: older records stay as they are
         record["info_metrics"] = {key: _round(value, 6) for key, value in sorted(summary["info_metrics"].items())}
         record["info_history"] = info_history(job)
+    if tags:
+        record["tag_history"] = info_history(job, tags=tags)
+        missing = sorted(set(tags) - set(record["tag_history"]))
+        if missing:
+            raise ValueError(f"{job.path}: no TensorBoard tag {', '.join(missing)} (--tag names a scalar the run logged)")
     if evaluations:
         record["evaluations"] = list(evaluations)
     if trial is not None:
