@@ -460,7 +460,7 @@ def with_readme_table(readme: str, groups: dict, refs: dict) -> str:
 
 
 #: the tables whose rows show each seed (per_seed_table); each row also gets a figure
-PER_SEED_TABLES = ("recurrent", "spaces", "minatar", "masks", "atari")
+PER_SEED_TABLES = ("recurrent", "spaces", "minatar", "minatar_pgx", "masks", "atari")
 
 TABLES: dict[str, Callable[[dict, dict], list[str]]] = {
     "tuned": tuned_table,

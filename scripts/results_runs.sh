@@ -32,7 +32,8 @@ cd "$(dirname "$0")/.."
 # own: run them one after the other on an idle machine, with no study of those names in it yet
 # (a second run adds 16 trials to the same study). connect_four_20k is recorded with
 # --eval 'episodes=200 opponent=random'. The *_seeds_3_5 rows are seeds of the row before them,
-# run later: record --table spaces --name <that row>.
+# run later: record --table spaces --name <that row>. ppo_minigrid_doorkey__cnn_auto ran one job at
+# a time (hydra.launcher.n_jobs=1, as its records' command says) beside breakout_pgx_20m.
 # a2c_lunarlander__base is that old preset, recorded as the probes' base row:
 #   python scripts/results_page.py record --table probes --name a2c_lunarlander outputs/multirun/results/a2c_lunarlander__base
 ROWS="
@@ -43,6 +44,11 @@ reinforce_cartpole|hparams=reinforce_cartpole seed=0,1,2 eval.episodes=20
 ppo_pendulum|hparams=ppo_pendulum seed=0,1,2 eval.episodes=20
 ppo_acrobot|hparams=ppo_acrobot seed=0,1,2 eval.episodes=20
 ppo_lunarlander|hparams=ppo_lunarlander eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+reinforce_cartpole__200k|hparams=reinforce_cartpole total_steps=200000 seed=0,1,2 eval.episodes=20
+ppo_acrobot__epochs_4|hparams=ppo_acrobot algo.n_epochs=4 seed=0,1,2 eval.episodes=20
+ppo_acrobot__zoo|hparams=ppo_acrobot algo.n_epochs=4 algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
+ppo_pendulum__lr_constant|hparams=ppo_pendulum algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
+ppo_pendulum__no_sde_lr_constant|hparams=ppo_pendulum network.use_sde=false algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
 ppo_cartpole_gpu|hparams=ppo_cartpole_gpu seed=0,1,2 eval.episodes=20
 ppo_lstm_cartpole_novel|hparams=ppo_lstm_cartpole_novel seed=0,1,2,3,4,5,6,7 eval.episodes=20
 ppo_lstm_cartpole_novel_nocore|hparams=ppo_lstm_cartpole_novel network.recurrent=null seed=0,1,2 eval.episodes=20
@@ -56,7 +62,6 @@ ppo_frozenlake|hparams=ppo_frozenlake seed=0,1,2
 ppo_frozenlake_slippery|hparams=ppo_frozenlake_slippery seed=0,1,2
 ppo_minigrid_doorkey|hparams=ppo_minigrid_doorkey seed=0,1,2
 ppo_minigrid_doorkey__cnn_auto|hparams=ppo_minigrid_doorkey network.encoder=auto seed=0,1,2
-ppo_minigrid_doorkey__cnn_auto_features_64|hparams=ppo_minigrid_doorkey network.encoder=auto network.cnn.features=64 seed=0,1,2
 ppo_frozenlake_seeds_3_5|hparams=ppo_frozenlake seed=3,4,5
 ppo_frozenlake_slippery_seeds_3_5|hparams=ppo_frozenlake_slippery seed=3,4,5
 ppo_minigrid_doorkey_seeds_3_5|hparams=ppo_minigrid_doorkey seed=3,4,5
