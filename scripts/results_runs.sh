@@ -70,6 +70,7 @@ ppo_taxi_nomask|hparams=ppo_taxi env.action_mask=none seed=1,2,3
 breakout_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
 spaceinvaders_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/SpaceInvaders-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
 breakout_pgx_20m|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1
+breakout_pgx_20m__gamma_099|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1 algo.gamma=0.99
 ppo_minatar_breakout_3m|hparams=ppo_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 ppo_lstm_minatar_breakout_3m|hparams=ppo_lstm_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 breakout_3m|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
