@@ -133,9 +133,9 @@ def evaluate(target: Path, args: EvalArgs) -> Evaluation:
     device = resolve_device(args.device)
     policy, env, cfg = load_trained(path, device, num_envs=args.episodes, env_overrides=args.env)
     deterministic = run_evaluates_deterministically(cfg) if args.deterministic is None else args.deterministic
-    # the env's info values at episode ends: win/draw/loss of a turn-based game, each agent's return
-    metrics = InfoMetrics(getattr(build("env", cfg.env), "info_reductions", {}))
     try:
+        # the env's info values at episode ends: win/draw/loss of a turn-based game, each agent's return
+        metrics = InfoMetrics(getattr(build("env", cfg.env), "info_reductions", {}))
         returns = play_episodes(policy, env, env.num_envs, device, deterministic, seed=args.seed, info_metrics=metrics)
     finally:
         env.close()
