@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from rlexp.analysis.records import Record, evaluation_entry, load_records, make_record, write_record  # noqa: E402
 from rlexp.analysis.report import reward_threshold  # noqa: E402
-from rlexp.cli.evaluate import UsageError  # noqa: E402
+from rlexp.cli.evaluate import UsageError, evaluate, parse_args  # noqa: E402
 from rlexp.analysis.results import fmt_mean_std, load_multirun, mean_std, plot_learning_curves  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -45,27 +45,30 @@ BANNER = ("<!-- Written by `python scripts/results_page.py build` from docs/resu
 
 
 # -- record ---------------------------------------------------------------------------------
+def train_command(task: Sequence[str], hydra: Sequence[str]) -> str:
+    """``python -m rlexp.cli.train -m`` with the given overrides, less the ones Hydra adds itself
+    (its multirun mode, and the trial number an Optuna search gives each job)."""
+    hydra_args = [o for o in hydra
+                  if o != "hydra.mode=MULTIRUN" and not o.startswith("++hydra.job.env_set.RLEXP_OPTUNA_TRIAL=")]
+    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, task), *map(shlex.quote, hydra_args)])
+
+
 def reproduce_command(root: Path) -> str:
     """The command line that made the multirun, from Hydra's multirun.yaml."""
     path = root / "multirun.yaml"
     if not path.exists():
         return "-"
     overrides = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("overrides", {})
-    hydra_args = [o for o in overrides.get("hydra", []) if o != "hydra.mode=MULTIRUN"]
-    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, overrides.get("task", [])),
-                     *map(shlex.quote, hydra_args)])
+    return train_command(overrides.get("task", []), overrides.get("hydra", []))
 
 
 def search_command(jobs: Sequence) -> str:
     """The command line of an Optuna search (which writes no multirun.yaml): the overrides every
-    trial shares, without the ones Hydra adds to each trial."""
+    trial shares, and the first trial's Hydra overrides."""
     shared = set.intersection(*(set(job.overrides) for job in jobs))
     first = jobs[0]
     hydra_cfg = (yaml.safe_load((first.path / ".hydra" / "hydra.yaml").read_text()) or {}).get("hydra", {})
-    hydra_args = [o for o in hydra_cfg.get("overrides", {}).get("hydra", [])
-                  if o != "hydra.mode=MULTIRUN" and not o.startswith("++hydra.job.env_set.RLEXP_OPTUNA_TRIAL=")]
-    return " ".join(["python -m rlexp.cli.train -m", *map(shlex.quote, [o for o in first.overrides if o in shared]),
-                     *map(shlex.quote, hydra_args)])
+    return train_command([o for o in first.overrides if o in shared], hydra_cfg.get("overrides", {}).get("hydra", []))
 
 
 def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] = None,
@@ -75,7 +78,6 @@ def record_multirun(root: Path, table: str, data_dir: Path, name: Optional[str] 
     far as its last evaluation: a run too long for one sitting, recorded where it stopped.
     ``evals``: rlexp-eval arguments (``"episodes=1000 opponent=random"``), each run on every job
     and kept in its record; ``tags``: TensorBoard scalars whose curves the records keep too."""
-    from rlexp.cli.evaluate import evaluate, parse_args
     from rlexp.run.records import machine_description, software_versions
 
     for arguments in evals:  # a bad argument stops the command before it writes a record
@@ -331,7 +333,8 @@ def agents_table(groups: dict, refs: dict, spec: str) -> list[str]:
     for name, records in rows:
         for r in records:
             final = r["final_eval"]
-            first = {key: hist[0][1] for key in keys for hist in [(r.get("info_history") or {}).get(f"rollout/{key}")] if hist}
+            history = r.get("info_history") or {}
+            first = {key: history[f"rollout/{key}"][0][1] for key in keys if history.get(f"rollout/{key}")}
             last = {key: (r.get("info_metrics") or {}).get(f"eval/{key}") for key in keys}
             evals = "; ".join(f"`{e['command'].removeprefix('rlexp-eval <run> ')}`: "
                               + info_cell(e["metrics"], [k for k in keys if k in e["metrics"]] or ordered(e["metrics"]))

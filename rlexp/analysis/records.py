@@ -77,10 +77,8 @@ def eval_history(job: Job) -> list[list[Optional[float]]]:
     return rows
 
 
-def info_history(job: Job, points: int = INFO_POINTS, tags: Optional[Sequence[str]] = None) -> dict[str, list[list[Optional[float]]]]:
-    """[step, value] rows of each info metric the run's summary names (or of ``tags``), from its
-    event file."""
-    tags = sorted((job.summary or {}).get("info_metrics") or {}) if tags is None else list(tags)
+def scalar_histories(job: Job, tags: Sequence[str], points: int = INFO_POINTS) -> dict[str, list[list[Optional[float]]]]:
+    """[step, value] rows of each of ``tags`` that the run's event file holds, thinned."""
     tb_dir = Path(job.path) / "tb"
     if not tags or not tb_dir.is_dir():
         return {}
@@ -125,11 +123,13 @@ def make_record(job: Job, *, table: str, name: str, command: str, threshold: Opt
         "train_history": thin(job.curves[TRAIN_TAG]) if TRAIN_TAG in job.curves else [],
         "config": job.config,
     }
-    if summary.get("info_metrics"):  # only where the env reports some: older records stay as they are
+    info_tags = sorted(summary.get("info_metrics") or {})
+    histories = scalar_histories(job, sorted(set(info_tags) | set(tags)))  # one read of the event file for both
+    if info_tags:  # only where the env reports some: older records stay as they are
         record["info_metrics"] = {key: _round(value, 6) for key, value in sorted(summary["info_metrics"].items())}
-        record["info_history"] = info_history(job)
+        record["info_history"] = {tag: histories[tag] for tag in info_tags if tag in histories}
     if tags:
-        record["tag_history"] = info_history(job, tags=tags)
+        record["tag_history"] = {tag: histories[tag] for tag in tags if tag in histories}
         missing = sorted(set(tags) - set(record["tag_history"]))
         if missing:
             raise ValueError(f"{job.path}: no TensorBoard tag {', '.join(missing)} (--tag names a scalar the run logged)")
