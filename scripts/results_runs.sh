@@ -71,6 +71,7 @@ breakout_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 algo.l
 spaceinvaders_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/SpaceInvaders-v1 algo.lr_warmup=0 eval.every_steps=500000 seed=0,1,2
 breakout_pgx_20m|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1
 breakout_pgx_20m__gamma_099|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1 algo.gamma=0.99
+breakout_pgx_20m__gamma_099_pgx_batch|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1 algo.gamma=0.99 env.num_envs=4096 algo.n_steps=128 algo.batch_size=4096 algo.n_epochs=3 algo.learning_rate=3e-4
 ppo_minatar_breakout_3m|hparams=ppo_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 ppo_lstm_minatar_breakout_3m|hparams=ppo_lstm_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 breakout_3m|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
