@@ -4,6 +4,7 @@
 # preset sets its own (the FrozenLake and MiniGrid ones).
 #
 #   bash scripts/results_runs.sh [row ...]          # default: every row below, in this order
+#   N_JOBS=1 bash scripts/results_runs.sh row       # one job at a time (beside another run)
 #   python scripts/results_page.py record --table tuned outputs/multirun/results/<row> ...
 #   python scripts/results_page.py record --table recurrent outputs/multirun/results/ppo_lstm_* ...
 #   python scripts/results_page.py record --table spaces outputs/multirun/results/ppo_{frozenlake,minigrid}* ...
@@ -77,6 +78,7 @@ spaceinvaders_10m_no_warmup|hparams=ppo_minatar_mlp env.id=MinAtar/SpaceInvaders
 breakout_pgx_20m|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1
 breakout_pgx_20m__gamma_099|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1 algo.gamma=0.99
 breakout_pgx_20m__gamma_099_pgx_batch|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0,1 algo.gamma=0.99 env.num_envs=4096 algo.n_steps=128 algo.batch_size=4096 algo.n_epochs=3 algo.learning_rate=3e-4
+breakout_pgx_20m__pgx_settings|hparams=ppo_minatar_mlp env=minatar_pgx env.id=MinAtar/Breakout-v1 total_steps=20000000 seed=0 algo.gamma=0.99 env.num_envs=4096 algo.n_steps=128 algo.batch_size=4096 algo.n_epochs=3 algo.learning_rate=3e-4 network.encoder=cnn network.cnn.channels=[32] network.cnn.kernels=[2] network.cnn.strides=[1] network.cnn.features=64 network.hidden_sizes=[64,64] network.activation=tanh network.init=lecun_normal
 ppo_minatar_breakout_3m|hparams=ppo_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 ppo_lstm_minatar_breakout_3m|hparams=ppo_lstm_minatar env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0
 breakout_3m|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1
@@ -119,5 +121,5 @@ while IFS='|' read -r row overrides; do
   [ $# -gt 0 ] && [[ "$wanted" != *" $row "* ]] && continue
   # shellcheck disable=SC2086
   python -m rlexp.cli.train -m $overrides progress=false \
-    hydra/launcher=joblib hydra.launcher.n_jobs=2 "hydra.sweep.dir=outputs/multirun/results/$row"
+    hydra/launcher=joblib "hydra.launcher.n_jobs=${N_JOBS:-2}" "hydra.sweep.dir=outputs/multirun/results/$row"
 done <<< "$ROWS"
