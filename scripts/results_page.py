@@ -227,7 +227,7 @@ def per_seed_table(table_name: str) -> Callable[[dict, dict], list[str]]:
             if table != table_name:
                 continue
             finals = [r.final_return for r in records]
-            fmt = "{:.3f}" if max(abs(f) for f in finals) < 10 else "{:.1f}"  # returns of at most 1 (success rates) need 3 places
+            fmt = return_format(finals)
             target = refs.get("targets", {}).get(name)
             at_target = "-" if target is None else f"{sum(f >= target['return'] for f in finals)}/{len(finals)}"
             published = refs.get("published", {}).get(refs.get("compare", {}).get(name, ""), None)
@@ -267,6 +267,12 @@ def probe_groups(groups: dict) -> dict[str, list[tuple[str, list[Record]]]]:
     return by_base
 
 
+def return_format(returns: Sequence[float]) -> str:
+    """How a table writes these returns: returns all under 10 (success rates of at most 1) need 3
+    places, others 1."""
+    return "{:.3f}" if max(abs(f) for f in returns) < 10 else "{:.1f}"
+
+
 def change_from_base(records: Sequence[Record], base: Sequence[Record]) -> str:
     """The overrides a probe adds to its base row's (seeds aside), as one cell."""
     ours, theirs = set(records[0]["overrides"]), set(base[0]["overrides"])
@@ -282,13 +288,14 @@ def probes_table(groups: dict, refs: dict) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for rows in probe_groups(groups).values():
         base = rows[0][1]
+        fmt = return_format([r.final_return for _, records in rows for r in records])  # one format per family
         for name, records in rows:
             finals = [r.final_return for r in records]
             best = [max((row for row in r["eval_history"] if row[2] is not None), key=lambda row: row[2]) for r in records]
             budget = same(records, lambda r: r["config"].get("total_steps"))
             cells = [f"`{name}`", change_from_base(records, base), ", ".join(str(r["seed"]) for r in records),
-                     f"{budget:,}", ", ".join(f"{f:.1f}" for f in finals), f"{sum(finals) / len(finals):.1f}",
-                     ", ".join(f"{b[2]:.1f} ({b[0] / 1e6:.2f}M)" for b in best),
+                     f"{budget:,}", ", ".join(fmt.format(f) for f in finals), fmt.format(sum(finals) / len(finals)),
+                     ", ".join(f"{fmt.format(b[2])} ({b[0] / 1e6:.2f}M)" for b in best),
                      f"[{len(records)} records]({link(DATA / records[0]['table'] / name)})"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines

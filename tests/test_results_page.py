@@ -248,6 +248,8 @@ def test_a_probe_row_names_its_one_change_and_its_seeds_best_evaluation(tmp_path
     fame, fame_lr, base, gamma = rows
     assert fame[1] == "none (the base row)" and fame_lr[1] == "`algo.learning_rate=0.1`"
     assert "data/tuned/fame" in fame[7] and "data/probes/fame__lr" in fame_lr[7]
+    # a family whose returns are all under 10 (success rates) is written with 3 places, not rounded to 1.0
+    assert fame[4] == "2.000" and fame_lr[4] == "1.000" and fame_lr[5] == "1.000" and fame_lr[6] == "1.000 (1.00M)"
     assert base[1] == "none (the base row)" and gamma[1] == "`algo.gamma=0.99`"  # other seeds are no change
     assert base[2] == "0, 1" and gamma[2] == "1, 2"
     assert base[4] == "15.5, 11.1" and base[5] == "13.3"
