@@ -51,7 +51,7 @@ ppo_cartpole__autograd|hparams=ppo_cartpole fast_cpu=false seed=0,1,2 eval.episo
 ppo_pendulum__autograd|hparams=ppo_pendulum fast_cpu=false seed=0,1,2 eval.episodes=20
 ppo_acrobot__autograd|hparams=ppo_acrobot fast_cpu=false seed=0,1,2 eval.episodes=20
 ppo_lunarlander__autograd|hparams=ppo_lunarlander fast_cpu=false eval.every_steps=100000 seed=0,1,2 eval.episodes=20
-ppo_halfcheetah__lr_constant|hparams=ppo_halfcheetah algo.lr_schedule=constant eval.every_steps=100000 seed=0,1,2 eval.episodes=20
+ppo_halfcheetah__lr_constant|hparams=ppo_halfcheetah algo.lr_schedule=constant eval.every_steps=100000 seed=0,1 eval.episodes=20
 ppo_acrobot__zoo|hparams=ppo_acrobot algo.n_epochs=4 algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
 ppo_pendulum__lr_constant|hparams=ppo_pendulum algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
 ppo_pendulum__no_sde_lr_constant|hparams=ppo_pendulum network.use_sde=false algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
