@@ -33,7 +33,8 @@ cd "$(dirname "$0")/.."
 # own: run them one after the other on an idle machine, with no study of those names in it yet
 # (a second run adds 16 trials to the same study). connect_four_20k is recorded with
 # --eval 'episodes=200 opponent=random'. The *_seeds_3_5 rows are seeds of the row before them,
-# run later: record --table spaces --name <that row>. ppo_minigrid_doorkey__cnn_auto ran one job at
+# run later: record --table spaces --name <that row> (and ppo_halfcheetah__lr_constant_seed_2 with
+# --table probes). ppo_minigrid_doorkey__cnn_auto ran one job at
 # a time (hydra.launcher.n_jobs=1, as its records' command says) beside breakout_pgx_20m.
 # a2c_lunarlander__base is that old preset, recorded as the probes' base row:
 #   python scripts/results_page.py record --table probes --name a2c_lunarlander outputs/multirun/results/a2c_lunarlander__base
@@ -52,6 +53,7 @@ ppo_pendulum__autograd|hparams=ppo_pendulum fast_cpu=false seed=0,1,2 eval.episo
 ppo_acrobot__autograd|hparams=ppo_acrobot fast_cpu=false seed=0,1,2 eval.episodes=20
 ppo_lunarlander__autograd|hparams=ppo_lunarlander fast_cpu=false eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 ppo_halfcheetah__lr_constant|hparams=ppo_halfcheetah algo.lr_schedule=constant eval.every_steps=100000 seed=0,1 eval.episodes=20
+ppo_halfcheetah__lr_constant_seed_2|hparams=ppo_halfcheetah algo.lr_schedule=constant eval.every_steps=100000 seed=2 eval.episodes=20
 ppo_acrobot__zoo|hparams=ppo_acrobot algo.n_epochs=4 algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
 ppo_pendulum__lr_constant|hparams=ppo_pendulum algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
 ppo_pendulum__no_sde_lr_constant|hparams=ppo_pendulum network.use_sde=false algo.lr_schedule=constant seed=0,1,2 eval.episodes=20
