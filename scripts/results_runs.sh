@@ -66,6 +66,7 @@ ppo_lstm_pendulum_novel__obs_norm_only|hparams=ppo_lstm_pendulum_novel env.norma
 a2c_lunarlander|hparams=a2c_lunarlander eval.every_steps=100000 seed=0,1,2,3,4 eval.episodes=20
 ppo_halfcheetah|hparams=ppo_halfcheetah eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 ppo_bipedalwalker|hparams=ppo_bipedalwalker eval.every_steps=500000 seed=0,1,2 eval.episodes=20
+ppo_bipedalwalker__zoo_v3|hparams=ppo_bipedalwalker algo.learning_rate=3e-4 algo.clip_range=0.18 algo.ent_coef=0.0 eval.every_steps=500000 seed=0 eval.episodes=20
 ppo_frozenlake|hparams=ppo_frozenlake seed=0,1,2
 ppo_frozenlake_slippery|hparams=ppo_frozenlake_slippery seed=0,1,2
 ppo_minigrid_doorkey|hparams=ppo_minigrid_doorkey seed=0,1,2
