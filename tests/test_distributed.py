@@ -251,7 +251,11 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_keeps_the_checkpoint(tmp_pat
     run = only_run(tmp_path)
     state = load_checkpoint(run)  # intact: written whole or not at all
     assert state["updates"] >= 1 and state["world_size"] == 2
-    assert "lost contact with the other ranks" in (run / "train.log").read_text()
+    # rank 0 says why in train.log and writes its failed summary, though the launcher stops it
+    # as soon as it sees rank 1 gone (rlexp/run/trainer.py: the failure is written under the stop request)
+    assert "rank 0 lost contact with the other ranks" in (run / "train.log").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "lost contact with the other ranks" in summary["error"]
 
 
 def test_the_numpy_fast_path_is_refused_on_several_ranks(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,14 @@ def tensorboard_histogram_steps(run_dir: Path) -> dict[str, list[int]]:
     return {tag: [e.step for e in acc.Histograms(tag)] for tag in acc.Tags()["histograms"]}
 
 
+def in_the_next_second() -> None:
+    """Wait for the next second before resuming in this process. TensorBoard names an event
+    file by the second it was opened and then by a count of this process's writers, and reads
+    a folder's files in name order: a resume in the same second as the first run, once the
+    count passed 9 (".10" < ".9"), was read before it. A real resume starts in a later second."""
+    time.sleep(1.01 - time.time() % 1.0)
+
+
 def assert_same_points(expected, got, what):
     assert [step for step, _ in got] == [step for step, _ in expected], what
     for (step, want), (_, value) in zip(expected, got):  # TensorBoard keeps float32
@@ -229,6 +238,7 @@ def test_resume_appends_to_the_same_mlflow_run(mlflow_store, tmp_path):
     assert client.get_run(saved["run_id"]).info.status == "KILLED"
     assert mlflow_history(client, saved["run_id"], "loss/total")[-1][0] == 2 * STEPS_PER_UPDATE
 
+    in_the_next_second()
     assert train(run_dir, [*overrides, f"resume={run_dir}"])["status"] == "finished"
     assert json.loads((run_dir / "mlflow_run.json").read_text()) == saved
     [run] = client.search_runs([client.get_experiment_by_name("resumed").experiment_id])
@@ -254,6 +264,7 @@ def test_after_a_crash_the_resumed_mlflow_run_skips_the_steps_it_holds(mlflow_st
     client = MlflowClient(tracking_uri=saved["tracking_uri"])
     assert client.get_run(saved["run_id"]).info.status == "FAILED"
 
+    in_the_next_second()
     assert train(run_dir, [*overrides, f"resume={run_dir}"])["status"] == "finished"
     history = mlflow_history(client, saved["run_id"], "loss/total")
     assert [step for step, _ in history] == STEPS
@@ -344,6 +355,7 @@ def test_resume_continues_the_same_wandb_run(tmp_path):
     run_dir = tmp_path / "run"
     assert train(run_dir, WANDB, [StopAfter(2)])["status"] == "interrupted"
     run_id = json.loads((run_dir / "wandb_run.json").read_text())["id"]
+    in_the_next_second()
     assert train(run_dir, [*WANDB, f"resume={run_dir}"])["status"] == "finished"
     assert json.loads((run_dir / "wandb_run.json").read_text())["id"] == run_id
     first, second = (read_finished_run(path) for path in wandb_files(run_dir))  # offline: one file per process, one run id

@@ -17,6 +17,9 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
+        #: set while a failed run writes its records: a signal then (a launcher stopping the
+        #: ranks a lost one left behind) waits for them instead of killing the process midway
+        self.failing = False
         self._previous: dict[int, Any] = {}
 
     def __bool__(self) -> bool:
@@ -30,6 +33,8 @@ class StopRequest:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.failing:  # the run ends with its error once its records are written
+            return
         log.warning("%s received: stopping after this update (send again to abort)", self.name)
 
     def __enter__(self) -> "StopRequest":

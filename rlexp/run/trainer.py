@@ -204,28 +204,35 @@ class Trainer:
         self.collector.reset(seed=self.cfg.seed + self.updates + rank * self.env.num_envs)
         self.clock = Clock(self.train_time)
         self.interrupted = False
-        try:
-            with self.stop:
+        # the failure is written while the stop request still holds the signals: when a rank is
+        # lost, the launcher stops the others at once, and rank 0 must not die halfway through
+        # its summary (it would leave neither the summary nor the reason in train.log)
+        with self.stop:
+            try:
                 if self.data_parallel is not None:  # one start for every rank, whatever each one's init
                     self.data_parallel.broadcast_parameters(self.policy)
                 self.callbacks.on_run_start(self)
                 while self.updates < n_updates and not self.stopping():
                     metrics = self.train_one_rollout(progress_remaining=1.0 - self.updates / n_updates)
                     self.callbacks.on_update_end(self, metrics)
-        except TrainingError as error:
-            # last.pt keeps the last good state: nothing from the diverged update is saved
-            if self.is_main:
-                self.finish("failed", error=str(error))
-            else:
-                self.close()
-            raise
-        except Exception:
-            # anything else (a bug, an env that raised): no summary.json, but the HParams session
-            # says it failed rather than staying open
-            with suppress(Exception):  # never in place of the error itself
-                self.progress.close()
-                self.logger.end_hparams("failed", {}, self.global_step)
-            raise
+            except TrainingError as error:
+                self.stop.failing = True
+                if isinstance(error, distributed.RankLost):  # the reason first, in the log files only
+                    distributed.log_to_files(str(error))
+                # last.pt keeps the last good state: nothing from the diverged update is saved
+                if self.is_main:
+                    self.finish("failed", error=str(error))
+                else:
+                    self.close()
+                raise
+            except Exception:
+                self.stop.failing = True
+                # anything else (a bug, an env that raised): no summary.json, but the HParams session
+                # says it failed rather than staying open
+                with suppress(Exception):  # never in place of the error itself
+                    self.progress.close()
+                    self.logger.end_hparams("failed", {}, self.global_step)
+                raise
         # a stopping callback may name its own end (OptunaPruning: "pruned")
         status = "interrupted" if self.interrupted and self.updates < n_updates else self.callbacks.stop_status
         if not self.is_main:  # rank 0 evaluates, saves and writes the summary
