@@ -10,7 +10,7 @@
 #   python scripts/results_page.py record --table spaces outputs/multirun/results/ppo_{frozenlake,minigrid}* ...
 #   python scripts/results_page.py record --table masks outputs/multirun/results/ppo_taxi* ...
 #   python scripts/results_page.py record --table minatar outputs/multirun/results/{breakout_10m,spaceinvaders_10m,ppo_minatar_breakout,ppo_lstm_minatar_breakout}* ...
-#   python scripts/results_page.py record --table atari --stopped outputs/multirun/results/*_atari_breakout ...
+#   python scripts/results_page.py record --table atari --stopped outputs/multirun/results/*_atari_{breakout,pong} ...
 #   python scripts/results_page.py record --table probes outputs/multirun/results/breakout_3m* ...  # one change per row
 #   python scripts/results_page.py record --table agents --eval 'episodes=1000 opponent=random' \
 #       --eval 'episodes=1000 opponent=rlexp.envs.multiagent:connect_four_lookahead' outputs/multirun/results/ppo_connect_four_selfplay*
@@ -94,6 +94,8 @@ breakout_3m__envs_128|hparams=ppo_minatar_mlp algo.lr_warmup=0.05 env.id=MinAtar
 breakout_3m__gymnax_blines|hparams=ppo_minatar_mlp env.id=MinAtar/Breakout-v1 total_steps=3000000 eval.every_steps=250000 seed=0,1 network.init=lecun_normal algo.vf_coef=0.25 algo.lr_warmup=0
 a2c_atari_breakout|hparams=a2c_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
 ppo_lstm_atari_breakout|hparams=ppo_lstm_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
+ppo_atari_breakout|hparams=ppo_atari env.id=ALE/Breakout-v5 seed=0 env.threads=1
+ppo_atari_pong|hparams=ppo_atari env.id=ALE/Pong-v5 seed=0 env.threads=1
 a2c_lunarlander__base|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__lr_half|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 algo.learning_rate=4.15e-4 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
 a2c_lunarlander__envs_16|hparams=a2c_lunarlander algo.ent_coef=1e-5 algo.max_grad_norm=0.5 env.num_envs=16 eval.every_steps=100000 seed=0,1,2 eval.episodes=20
