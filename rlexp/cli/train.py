@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> float:
     except TrainingError as error:
         if world is not None and isinstance(error, distributed.RankLost):
             if distributed.launched_by_rlexp():  # the launcher names the rank that stopped, in one line
-                sys.exit(1)  # the trainer wrote this rank's reason to its log file
+                sys.exit(1)  # DataParallel.lost wrote this rank's reason to its log file
             exit_in_single_run(f"{error}; checkpoints/last.pt holds the last checkpoint")
         exit_in_single_run(failed_message(error))
         raise

@@ -206,12 +206,19 @@ class DataParallel:
         try:
             self.dist.barrier()
         except Exception as error:  # noqa: BLE001 - a peer gone at the very end: the run's records are written
-            log.warning("%s", self.lost("the end-of-run barrier", error))
+            log.warning("%s", self.lost_message("the end-of-run barrier", error))
 
     def lost(self, what: str, error: BaseException) -> RankLost:
+        """The error to raise for a failed collective, its message written to this rank's log
+        files at once: the launcher stops the ranks a lost one left behind as soon as it sees it
+        gone, maybe before the error has travelled up to be reported."""
+        message = self.lost_message(what, error)
+        log_to_files(message)
+        return RankLost(message)
+
+    def lost_message(self, what: str, error: BaseException) -> str:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return RankLost(f"rank {self.rank} lost contact with the other ranks ({what}: {first[:160]}) at step {self.step}: "
-                        "another rank stopped")
+        return f"rank {self.rank} lost contact with the other ranks ({what}: {first[:160]}) at step {self.step}: another rank stopped"
 
     # -- sums ----------------------------------------------------------------------------
     def total(self, value: float) -> float:

@@ -216,9 +216,7 @@ class Trainer:
                     metrics = self.train_one_rollout(progress_remaining=1.0 - self.updates / n_updates)
                     self.callbacks.on_update_end(self, metrics)
             except TrainingError as error:
-                self.stop.failing = True
-                if isinstance(error, distributed.RankLost):  # the reason first, in the log files only
-                    distributed.log_to_files(str(error))
+                self.stop.failing = True  # (a lost rank's reason is in the log files already: DataParallel.lost)
                 # last.pt keeps the last good state: nothing from the diverged update is saved
                 if self.is_main:
                     self.finish("failed", error=str(error))
